@@ -1,0 +1,310 @@
+//! Time forms: .NET's round-trip "O" form, the compact minute form, and flooring.
+//!
+//! - O form: `yyyy-MM-ddTHH:mm:ss.fffffffZ`, always 7 fractional digits (100 ns ticks), UTC,
+//!   what the signature covers (DESIGN §1).
+//! - Compact form: `yyyyMMddHHmm`, whole minutes.
+//!
+//! Years 0001–9999 only (the range of .NET's `DateTime`); the calendar is the real one
+//! (`2027-02-29` does not exist, `2028-02-29` does). There are no leap seconds: seconds run
+//! 00–59. Parsing and formatting are hand-written over fixed byte positions because both sit on
+//! the verification hot path; chrono only validates the calendar and holds the instant.
+
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+
+use crate::error::{Error, ErrorKind, Target};
+
+/// Length of the O form, `yyyy-MM-ddTHH:mm:ss.fffffffZ`.
+pub(crate) const O_LEN: usize = 28;
+/// Length of the compact form, `yyyyMMddHHmm`.
+pub(crate) const COMPACT_LEN: usize = 12;
+
+/// An expiry in the O form, as the bytes that get signed.
+pub(crate) type OForm = [u8; O_LEN];
+
+const NANOS_PER_TICK: u32 = 100;
+
+fn malformed(message: &'static str) -> Error {
+    Error::token(ErrorKind::MalformedExpiry, Target::Expiry, message)
+}
+
+/// Reads `N` ASCII digits at `at`; `None` when any byte is not `0`–`9`.
+#[inline]
+fn digits(bytes: &[u8], at: usize, n: usize) -> Option<u32> {
+    let field = bytes.get(at..at + n)?;
+    let mut value = 0u32;
+    for &b in field {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        value = value * 10 + u32::from(d);
+    }
+    Some(value)
+}
+
+/// Validates the calendar fields and builds the instant.
+#[inline]
+fn instant(
+    year: u32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    nanos: u32,
+) -> Result<DateTime<Utc>, Error> {
+    if year == 0 {
+        return Err(malformed(
+            "expiry: year 0000 does not exist (years run 0001-9999)",
+        ));
+    }
+    if !(1..=12).contains(&month) {
+        return Err(malformed("expiry: month must be 01-12"));
+    }
+    if hour > 23 {
+        return Err(malformed("expiry: hour must be 00-23"));
+    }
+    if minute > 59 {
+        return Err(malformed("expiry: minute must be 00-59"));
+    }
+    if second > 59 {
+        return Err(malformed("expiry: second must be 00-59 (no leap seconds)"));
+    }
+    // year <= 9999 by construction (four digits), so the cast cannot wrap.
+    let date = NaiveDate::from_ymd_opt(year as i32, month, day)
+        .ok_or_else(|| malformed("expiry: that day does not exist in that month"))?;
+    let time = date
+        .and_hms_nano_opt(hour, minute, second, nanos)
+        .ok_or_else(|| malformed("expiry: not a real instant"))?;
+    Ok(time.and_utc())
+}
+
+/// Parses the compact form `yyyyMMddHHmm` (exactly 12 ASCII digits, a real UTC minute).
+///
+/// Returns the instant and its O form, the bytes that were signed.
+pub(crate) fn parse_compact(field: &[u8]) -> Result<(DateTime<Utc>, OForm), Error> {
+    if field.len() != COMPACT_LEN {
+        return Err(malformed(
+            "expiry: the compact form is exactly 12 digits, yyyyMMddHHmm",
+        ));
+    }
+    let (Some(year), Some(month), Some(day), Some(hour), Some(minute)) = (
+        digits(field, 0, 4),
+        digits(field, 4, 2),
+        digits(field, 6, 2),
+        digits(field, 8, 2),
+        digits(field, 10, 2),
+    ) else {
+        return Err(malformed(
+            "expiry: the compact form is exactly 12 digits, yyyyMMddHHmm",
+        ));
+    };
+    let at = instant(year, month, day, hour, minute, 0, 0)?;
+    let mut o: OForm = *b"0000-00-00T00:00:00.0000000Z";
+    o[0..4].copy_from_slice(&field[0..4]);
+    o[5..7].copy_from_slice(&field[4..6]);
+    o[8..10].copy_from_slice(&field[6..8]);
+    o[11..13].copy_from_slice(&field[8..10]);
+    o[14..16].copy_from_slice(&field[10..12]);
+    Ok((at, o))
+}
+
+/// Parses the O form `yyyy-MM-ddTHH:mm:ss.fffffffZ`: exactly that spelling, `Z` only.
+pub(crate) fn parse_o(field: &[u8]) -> Result<(DateTime<Utc>, OForm), Error> {
+    const SHAPE: &str = "expiry: the uid form's expiry is exactly yyyy-MM-ddTHH:mm:ss.fffffffZ";
+    let Ok(o) = OForm::try_from(field) else {
+        return Err(malformed(SHAPE));
+    };
+    if o[4] != b'-'
+        || o[7] != b'-'
+        || o[10] != b'T'
+        || o[13] != b':'
+        || o[16] != b':'
+        || o[19] != b'.'
+        || o[27] != b'Z'
+    {
+        return Err(malformed(SHAPE));
+    }
+    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second), Some(ticks)) = (
+        digits(&o, 0, 4),
+        digits(&o, 5, 2),
+        digits(&o, 8, 2),
+        digits(&o, 11, 2),
+        digits(&o, 14, 2),
+        digits(&o, 17, 2),
+        digits(&o, 20, 7),
+    ) else {
+        return Err(malformed(SHAPE));
+    };
+    let at = instant(
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        ticks * NANOS_PER_TICK,
+    )?;
+    Ok((at, o))
+}
+
+/// The nanoseconds within the second, with chrono's leap-second representation
+/// (`>= 1_000_000_000`) held at the last tick of the second: .NET has no leap seconds.
+fn nanos_of(at: &DateTime<Utc>) -> u32 {
+    at.nanosecond().min(999_999_999)
+}
+
+/// Floors to the 100 ns tick the O form can carry.
+pub(crate) fn floor_to_tick(at: DateTime<Utc>) -> DateTime<Utc> {
+    let nanos = nanos_of(&at);
+    at.with_nanosecond(nanos - nanos % NANOS_PER_TICK)
+        .unwrap_or(at)
+}
+
+/// Floors to the whole minute the compact form can carry.
+pub(crate) fn floor_to_minute(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(at)
+}
+
+/// Checks the year is representable (0001–9999), for instants supplied by callers.
+pub(crate) fn check_range(at: &DateTime<Utc>) -> Result<(), Error> {
+    if (1..=9999).contains(&at.year()) {
+        Ok(())
+    } else {
+        Err(Error::request(
+            ErrorKind::InvalidExpiry,
+            Target::Expiry,
+            format!(
+                "expiry: year {} is outside 0001-9999, the range a token can carry",
+                at.year()
+            ),
+        ))
+    }
+}
+
+fn put(buf: &mut [u8], at: usize, width: usize, mut value: u32) {
+    for i in (at..at + width).rev() {
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = b'0' + (value % 10) as u8;
+        }
+        value /= 10;
+    }
+}
+
+/// Writes the O form of `at` (which must be in range and already floored to the tick).
+pub(crate) fn to_o_form(at: &DateTime<Utc>) -> OForm {
+    let mut o: OForm = *b"0000-00-00T00:00:00.0000000Z";
+    put(&mut o, 0, 4, at.year().clamp(0, 9999) as u32);
+    put(&mut o, 5, 2, at.month());
+    put(&mut o, 8, 2, at.day());
+    put(&mut o, 11, 2, at.hour());
+    put(&mut o, 14, 2, at.minute());
+    put(&mut o, 17, 2, at.second());
+    put(&mut o, 20, 7, nanos_of(at) / NANOS_PER_TICK);
+    o
+}
+
+/// Writes the compact form of `at` (in range, whole minute).
+pub(crate) fn to_compact(at: &DateTime<Utc>) -> [u8; COMPACT_LEN] {
+    let mut c = [b'0'; COMPACT_LEN];
+    put(&mut c, 0, 4, at.year().clamp(0, 9999) as u32);
+    put(&mut c, 4, 2, at.month());
+    put(&mut c, 6, 2, at.day());
+    put(&mut c, 8, 2, at.hour());
+    put(&mut c, 10, 2, at.minute());
+    c
+}
+
+/// The O form of an instant as text, floored to 100 ns, e.g. `2019-04-21T00:44:00.0000000Z`.
+///
+/// This is exactly what a uid token carries in `ex` and what every signature covers.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// let at = Utc.with_ymd_and_hms(2019, 4, 21, 0, 44, 0).unwrap();
+/// assert_eq!(apim_sas::o_form(at)?, "2019-04-21T00:44:00.0000000Z");
+/// # Ok::<(), apim_sas::Error>(())
+/// ```
+pub fn o_form(at: DateTime<Utc>) -> Result<String, Error> {
+    check_range(&at)?;
+    let o = to_o_form(&floor_to_tick(at));
+    Ok(o.iter().map(|&b| char::from(b)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn compact_round_trip() {
+        let (at, o) = parse_compact(b"201904210044").unwrap();
+        assert_eq!(at, Utc.with_ymd_and_hms(2019, 4, 21, 0, 44, 0).unwrap());
+        assert_eq!(&o, b"2019-04-21T00:44:00.0000000Z");
+        assert_eq!(&to_compact(&at), b"201904210044");
+        assert_eq!(to_o_form(&at), o);
+    }
+
+    #[test]
+    fn o_round_trip_keeps_ticks() {
+        let (at, o) = parse_o(b"2026-12-10T18:04:18.7078265Z").unwrap();
+        assert_eq!(at.nanosecond(), 707_826_500);
+        assert_eq!(to_o_form(&at), o);
+    }
+
+    #[test]
+    fn calendar_is_real() {
+        for bad in [
+            &b"202613010000"[..],
+            b"202602300000",
+            b"202702290000",
+            b"202601012400",
+            b"202601010060",
+            b"000001010000",
+            b"202600010000",
+            b"202601000000",
+            b"20260101000",
+            b"2026010100000",
+            b"+02601010000",
+            b"2026010100a0",
+        ] {
+            let err = parse_compact(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MalformedExpiry, "{bad:?}");
+        }
+        assert!(parse_compact(b"202802292359").is_ok());
+        assert!(parse_compact(b"000101010000").is_ok());
+        assert!(parse_compact(b"999912312359").is_ok());
+    }
+
+    #[test]
+    fn o_form_is_exact() {
+        for bad in [
+            &b"2026-01-01T00:00:60.0000000Z"[..],
+            b"2026-01-01T00:00:00.000000Z",
+            b"2026-01-01T00:00:00.00000000Z",
+            b"2026-01-01T00:00:00.0000000+00:00",
+            b"2026-01-01 00:00:00.0000000Z",
+            b"2026-01-01T00:00:00.0000000z",
+            b"2026-01-01t00:00:00.0000000Z",
+            b"2026-02-29T00:00:00.0000000Z",
+        ] {
+            assert_eq!(parse_o(bad).unwrap_err().kind(), ErrorKind::MalformedExpiry);
+        }
+    }
+
+    #[test]
+    fn flooring() {
+        let at = Utc
+            .with_ymd_and_hms(2026, 12, 31, 23, 59, 59)
+            .unwrap()
+            .with_nanosecond(999_999_999)
+            .unwrap();
+        assert_eq!(
+            &to_o_form(&floor_to_tick(at)),
+            b"2026-12-31T23:59:59.9999999Z"
+        );
+        assert_eq!(&to_compact(&floor_to_minute(at)), b"202612312359");
+    }
+}

@@ -1,0 +1,106 @@
+//! Mint and verify Azure API Management shared-access tokens offline.
+//!
+//! Two wire forms of one token (DESIGN §1):
+//!
+//! | form | bare token |
+//! | --- | --- |
+//! | compact | `{id}&{yyyyMMddHHmm}&{signature}`, the self-hosted gateway's `GatewayKey` token |
+//! | uid | `uid={id}&ex={yyyy-MM-ddTHH:mm:ss.fffffffZ}&sn={signature}`, the management API's |
+//!
+//! `signature = base64(HMAC-SHA512(key text, id + "\n" + expiry in .NET's "O" form))`, so a
+//! compact token and the uid token with the same id and expiry carry the same signature.
+//!
+//! # Mint a gateway token
+//!
+//! ```
+//! use apim_sas::{Format, GatewayKey, Policy, Scheme, Signer};
+//! use chrono::{TimeDelta, TimeZone, Utc};
+//!
+//! let key = GatewayKey::new("sample-key-do-not-use")?; // from your secret store
+//! let signer = Signer::new("gw1", &key)?;
+//! let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 44, 0).unwrap();
+//! let token = signer.mint(now + TimeDelta::days(29), Format::Compact, now, &Policy::default())?;
+//! assert!(token.to_string().starts_with("gw1&202605200044&"));
+//! // What the gateway's config.service.auth holds:
+//! assert!(token.with_scheme(Scheme::GatewayKey).starts_with("GatewayKey gw1&"));
+//! # Ok::<(), apim_sas::Error>(())
+//! ```
+//!
+//! # Verify during a key rotation
+//!
+//! Tokens signed with either key verify; the result says which key matched.
+//!
+//! ```
+//! use apim_sas::{Format, GatewayKey, KeyType, Policy, Signer, Verifier};
+//! use chrono::{TimeDelta, TimeZone, Utc};
+//!
+//! let old = GatewayKey::new("old-sample-key")?;
+//! let new = GatewayKey::new("new-sample-key")?;
+//! let mut verifier = Verifier::new(Policy::default()); // leeway 60 s, at most 30 days
+//! verifier.insert("gw1", KeyType::Primary, &new)?;
+//! verifier.insert("gw1", KeyType::Secondary, &old)?;
+//!
+//! let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 0, 0).unwrap();
+//! let before = Signer::new("gw1", &old)?.sign(now + TimeDelta::days(3), Format::Compact)?;
+//! let after = Signer::new("gw1", &new)?.sign(now + TimeDelta::days(29), Format::Uid)?;
+//! assert_eq!(verifier.verify(&before.to_string(), now)?.key_type(), KeyType::Secondary);
+//! assert_eq!(verifier.verify(&after.to_string(), now)?.key_type(), KeyType::Primary);
+//!
+//! let forged = before.to_string().replace("&2026", "&2027");
+//! assert_eq!(verifier.verify(&forged, now).unwrap_err().code(), "SignatureMismatch");
+//! # Ok::<(), apim_sas::Error>(())
+//! ```
+//!
+//! # Inspect an untrusted token
+//!
+//! Without a key, a token can be read but not trusted: [`UntrustedToken`] says so in its name.
+//!
+//! ```
+//! use apim_sas::{Format, UntrustedToken};
+//!
+//! let token = UntrustedToken::parse(
+//!     "SharedAccessSignature uid=gw1&ex=2026-12-13T02:40:40.7190000Z&sn=NtuAewV72j2IO1KLilcJoQ3jDba9M31wtX+ZleRlAVCLLk3ybBiWyiW/W7wRx2TIpsQJu009mrHw4ZZd0W4Dgg==",
+//! )?;
+//! assert_eq!(token.id(), "gw1");
+//! assert_eq!(token.format(), Format::Uid);
+//! assert_eq!(token.expiry().to_rfc3339(), "2026-12-13T02:40:40.719+00:00");
+//! // Not a whole minute: it has no compact form.
+//! assert_eq!(token.convert(Format::Compact).unwrap_err().code(), "ExpiryNotWholeMinute");
+//!
+//! let err = UntrustedToken::parse("Bearer abc").unwrap_err();
+//! assert_eq!((err.code(), err.target(), err.http_status()), ("MalformedToken", "scheme", 401));
+//! # Ok::<(), apim_sas::Error>(())
+//! ```
+//!
+//! # Choices where the contract is silent
+//!
+//! - Input that is only whitespace is `EmptyToken`, as it is for the command line (which trims).
+//! - The fields of a uid token in another order (`ex=…&uid=…&sn=…`) are `MalformedToken`;
+//!   `UID=…` in upper case is read as a compact id, as DESIGN §1 says.
+//! - Printable non-ASCII characters (a fullwidth `＆`, a zero-width space) are refused by the
+//!   field they sit in; Unicode whitespace and control characters anywhere are `MalformedToken`.
+//! - Errors about untrusted tokens name the field and the rule, never echo the token's bytes.
+//! - [`GatewayKey::new`] errors are configuration (500); [`Signer::new`] refuses `managed`.
+//! - Caller-supplied instants outside the years 0001–9999 are `InvalidExpiry` (400).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
+
+mod error;
+mod expiry;
+mod key;
+mod sign;
+mod source;
+mod token;
+mod verify;
+
+pub use error::{Error, ErrorKind, Target};
+pub use expiry::o_form;
+pub use key::{GatewayKey, KeyType};
+pub use sign::Signer;
+pub use source::TokenSource;
+pub use token::{Format, Scheme, Token, UntrustedToken, MAX_ID_LEN, MAX_TOKEN_LEN, SIGNATURE_LEN};
+pub use verify::{Policy, Verified, Verifier};
+
+/// Re-exported so that callers name the same `chrono` types the API takes.
+pub use chrono;

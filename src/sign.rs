@@ -1,0 +1,177 @@
+//! Signing: the string-to-sign, the keyed [`Signer`], and minting with policy.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use hmac::Mac;
+
+use crate::error::{Error, ErrorKind, Op, Target};
+use crate::expiry::{self, OForm};
+use crate::key::{GatewayKey, KeyedMac};
+use crate::token::{self, Format, Token, SIGNATURE_LEN};
+use crate::verify::Policy;
+
+/// The one place that defines what a signature covers (DESIGN §1):
+///
+/// ```text
+/// string_to_sign = id + "\n" + expiry_in_O_form
+/// ```
+///
+/// Returns the keyed MAC with the string absorbed; the caller finalizes or verifies it. Both
+/// forms sign the same string, which is why converting a token between them needs no key.
+#[inline]
+pub(crate) fn mac_over(keyed: &KeyedMac, id: &[u8], o_form: &OForm) -> KeyedMac {
+    let mut mac = keyed.clone();
+    mac.update(id);
+    mac.update(b"\n");
+    mac.update(o_form);
+    mac
+}
+
+/// Checks a gateway id for minting (status 400) or for a keystore (status 500).
+pub(crate) fn check_id_for(id: &str, op: Op) -> Result<(), Error> {
+    if id.is_empty() {
+        return Err(Error::new(
+            ErrorKind::EmptyGatewayId,
+            Target::Id,
+            op,
+            "id: the gateway id is empty",
+        ));
+    }
+    if let Some(problem) = token::id_problem(id.as_bytes()) {
+        return Err(Error::new(
+            ErrorKind::InvalidGatewayId,
+            Target::Id,
+            op,
+            problem,
+        ));
+    }
+    Ok(())
+}
+
+/// Signs tokens for one gateway with one key: keyed once, reused for many tokens.
+///
+/// ```
+/// use apim_sas::{Format, GatewayKey, Signer};
+/// use chrono::{TimeZone, Utc};
+///
+/// let key = GatewayKey::new("sample-key-do-not-use")?;
+/// let signer = Signer::new("gw1", &key)?;
+/// let expiry = Utc.with_ymd_and_hms(2019, 4, 21, 0, 44, 30).unwrap();
+/// let token = signer.sign(expiry, Format::Compact)?; // floored to 00:44
+/// assert!(token.to_string().starts_with("gw1&201904210044&"));
+/// # Ok::<(), apim_sas::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Signer {
+    id: Box<str>,
+    keyed: KeyedMac,
+}
+
+impl Signer {
+    /// Keys a signer for gateway `id`.
+    ///
+    /// Refuses an empty id (`EmptyGatewayId`), an id breaking the rules of DESIGN §1
+    /// (`InvalidGatewayId`) and `managed` in any case (`InvalidGatewayLocation`: that is the
+    /// Azure-hosted gateway, whose tokens no one mints). Status 400.
+    pub fn new(id: &str, key: &GatewayKey) -> Result<Signer, Error> {
+        check_id_for(id, Op::Request)?;
+        if id.eq_ignore_ascii_case("managed") {
+            return Err(Error::request(
+                ErrorKind::InvalidGatewayLocation,
+                Target::Id,
+                "id: 'managed' is the Azure-hosted gateway; tokens are minted only for self-hosted gateways",
+            ));
+        }
+        Ok(Signer {
+            id: id.into(),
+            keyed: key.keyed_mac(),
+        })
+    }
+
+    /// The gateway id this signer signs for.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Signs a token expiring at `expiry`, floored to what `format` carries (the minute for
+    /// compact, 100 ns for uid). Applies no lifetime policy: see [`Signer::mint`].
+    ///
+    /// Refuses an expiry outside the years 0001–9999 (`InvalidExpiry`).
+    pub fn sign(&self, expiry: DateTime<Utc>, format: Format) -> Result<Token, Error> {
+        expiry::check_range(&expiry)?;
+        let expiry = format.floor(expiry);
+        let o_form = expiry::to_o_form(&expiry);
+        let tag = mac_over(&self.keyed, self.id.as_bytes(), &o_form).finalize();
+        let mut signature = [0u8; SIGNATURE_LEN];
+        let written = STANDARD
+            .encode_slice(tag.into_bytes(), &mut signature)
+            .unwrap_or(0);
+        let signature = std::str::from_utf8(&signature[..written]).unwrap_or_default();
+        Ok(Token::assemble(format, &self.id, expiry, signature))
+    }
+
+    /// Mints a token with policy, as Azure's generate-token operation does.
+    ///
+    /// The expiry is floored first; then it must be after `now` (`ExpiryInPast`) and at most
+    /// `policy.max_lifetime` ahead of it (`ExpiryTooFar`; 30 days by default). The leeway plays
+    /// no part in minting. Status 400.
+    ///
+    /// ```
+    /// use apim_sas::{Format, GatewayKey, Policy, Signer};
+    /// use chrono::{TimeDelta, TimeZone, Utc};
+    ///
+    /// let signer = Signer::new("gw1", &GatewayKey::new("sample-key-do-not-use")?)?;
+    /// let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 0, 0).unwrap();
+    /// let token = signer.mint(now + TimeDelta::days(29), Format::Compact, now, &Policy::default())?;
+    /// assert!(token.to_string().starts_with("gw1&202605200000&"));
+    /// let err = signer.mint(now + TimeDelta::days(31), Format::Compact, now, &Policy::default());
+    /// assert_eq!(err.unwrap_err().code(), "ExpiryTooFar");
+    /// # Ok::<(), apim_sas::Error>(())
+    /// ```
+    pub fn mint(
+        &self,
+        expiry: DateTime<Utc>,
+        format: Format,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<Token, Error> {
+        expiry::check_range(&expiry)?;
+        let floored = format.floor(expiry);
+        if floored <= now {
+            return Err(Error::request(
+                ErrorKind::ExpiryInPast,
+                Target::Expiry,
+                format!(
+                    "expiry: {} is not after now ({})",
+                    floored.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                    now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ),
+            ));
+        }
+        if let Some(max) = policy.max_lifetime {
+            if floored.signed_duration_since(now) > max {
+                return Err(Error::request(
+                    ErrorKind::ExpiryTooFar,
+                    Target::Expiry,
+                    format!(
+                        "expiry: {} is more than the maximum lifetime ({}) ahead of now",
+                        floored.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                        crate::verify::describe(max)
+                    ),
+                ));
+            }
+        }
+        self.sign(floored, format)
+    }
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}

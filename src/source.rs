@@ -1,0 +1,81 @@
+//! A caching token source for clients that present tokens.
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::error::Error;
+use crate::sign::Signer;
+use crate::token::{Format, Token};
+use crate::verify::Policy;
+
+/// Hands out the same token until its remaining lifetime falls below a margin, then mints a
+/// fresh one. Thread-safe through `&self`.
+///
+/// Each fresh token expires `lifetime` after the `now` it was minted at (floored for the form),
+/// and is minted with the default [`Policy`] unless [`TokenSource::with_policy`] says otherwise,
+/// so a lifetime over 30 days is refused with `ExpiryTooFar` at the first call. A margin at or
+/// above the lifetime means a fresh token on every call.
+///
+/// ```
+/// use apim_sas::{Format, GatewayKey, Signer, TokenSource};
+/// use chrono::{TimeDelta, TimeZone, Utc};
+///
+/// let signer = Signer::new("gw1", &GatewayKey::new("sample-key-do-not-use")?)?;
+/// let source = TokenSource::new(signer, Format::Compact, TimeDelta::days(29), TimeDelta::days(1));
+/// let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 0, 0).unwrap();
+/// let first = source.token(now)?;
+/// assert_eq!(source.token(now + TimeDelta::days(27))?, first); // 2 days left: kept
+/// assert_ne!(source.token(now + TimeDelta::days(28) + TimeDelta::minutes(1))?, first); // renewed
+/// # Ok::<(), apim_sas::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct TokenSource {
+    signer: Signer,
+    format: Format,
+    lifetime: TimeDelta,
+    margin: TimeDelta,
+    policy: Policy,
+    current: Mutex<Option<Token>>,
+}
+
+impl TokenSource {
+    /// A source minting `format` tokens that live `lifetime`, renewed when less than `margin`
+    /// remains.
+    pub fn new(signer: Signer, format: Format, lifetime: TimeDelta, margin: TimeDelta) -> Self {
+        TokenSource {
+            signer,
+            format,
+            lifetime,
+            margin,
+            policy: Policy::default(),
+            current: Mutex::new(None),
+        }
+    }
+
+    /// Mints under `policy` instead of the default (to lift the 30-day cap, say).
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The current token, minting a fresh one when less than the margin remains at `now`.
+    pub fn token(&self, now: DateTime<Utc>) -> Result<Token, Error> {
+        // A poisoned lock only means another thread panicked mid-call; the cached value is
+        // still a whole token or none.
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(token) = current.as_ref() {
+            if token.expiry().signed_duration_since(now) >= self.margin {
+                return Ok(token.clone());
+            }
+        }
+        let fresh = self
+            .signer
+            .mint(now + self.lifetime, self.format, now, &self.policy)?;
+        *current = Some(fresh.clone());
+        Ok(fresh)
+    }
+}
