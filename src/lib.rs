@@ -89,6 +89,8 @@
 mod error;
 mod expiry;
 mod key;
+#[cfg(feature = "keystore")]
+mod keystore;
 mod sign;
 mod source;
 mod token;
@@ -97,6 +99,8 @@ mod verify;
 pub use error::{Error, ErrorKind, Target};
 pub use expiry::o_form;
 pub use key::{GatewayKey, KeyType};
+#[cfg(feature = "keystore")]
+pub use keystore::{KeyPair, Keystore};
 pub use sign::Signer;
 pub use source::TokenSource;
 pub use token::{Format, Scheme, Token, UntrustedToken, MAX_ID_LEN, MAX_TOKEN_LEN, SIGNATURE_LEN};
