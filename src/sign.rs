@@ -77,6 +77,16 @@ impl Signer {
     /// (`InvalidGatewayId`) and `managed` in any case (`InvalidGatewayLocation`: that is the
     /// Azure-hosted gateway, whose tokens no one mints). Status 400.
     pub fn new(id: &str, key: &GatewayKey) -> Result<Signer, Error> {
+        Signer::check_id(id)?;
+        Ok(Signer {
+            id: id.into(),
+            keyed: key.keyed_mac(),
+        })
+    }
+
+    /// The checks [`Signer::new`] makes of an id, without a key: `EmptyGatewayId`,
+    /// `InvalidGatewayId`, `InvalidGatewayLocation` (status 400).
+    pub fn check_id(id: &str) -> Result<(), Error> {
         check_id_for(id, Op::Request)?;
         if id.eq_ignore_ascii_case("managed") {
             return Err(Error::request(
@@ -85,10 +95,7 @@ impl Signer {
                 "id: 'managed' is the Azure-hosted gateway; tokens are minted only for self-hosted gateways",
             ));
         }
-        Ok(Signer {
-            id: id.into(),
-            keyed: key.keyed_mac(),
-        })
+        Ok(())
     }
 
     /// The gateway id this signer signs for.
@@ -138,32 +145,7 @@ impl Signer {
         now: DateTime<Utc>,
         policy: &Policy,
     ) -> Result<Token, Error> {
-        expiry::check_range(&expiry)?;
-        let floored = format.floor(expiry);
-        if floored <= now {
-            return Err(Error::request(
-                ErrorKind::ExpiryInPast,
-                Target::Expiry,
-                format!(
-                    "expiry: {} is not after now ({})",
-                    floored.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                    now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-                ),
-            ));
-        }
-        if let Some(max) = policy.max_lifetime {
-            if floored.signed_duration_since(now) > max {
-                return Err(Error::request(
-                    ErrorKind::ExpiryTooFar,
-                    Target::Expiry,
-                    format!(
-                        "expiry: {} is more than the maximum lifetime ({}) ahead of now",
-                        floored.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                        crate::verify::describe(max)
-                    ),
-                ));
-            }
-        }
+        let floored = policy.check_mint(expiry, format, now)?;
         self.sign(floored, format)
     }
 }

@@ -38,6 +38,47 @@ impl Policy {
         }
     }
 
+    /// The checks [`Signer::mint`](crate::Signer::mint) makes of an expiry, without a key:
+    /// floored for `format`, it must be after `now` (`ExpiryInPast`) and at most `max_lifetime`
+    /// ahead (`ExpiryTooFar`); outside the years 0001–9999 it is `InvalidExpiry`. Status 400.
+    /// Returns the floored expiry.
+    pub fn check_mint(
+        &self,
+        expiry: DateTime<Utc>,
+        format: Format,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, Error> {
+        crate::expiry::check_range(&expiry)?;
+        let floored = format.floor(expiry);
+        let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        if floored <= now {
+            return Err(Error::request(
+                ErrorKind::ExpiryInPast,
+                Target::Expiry,
+                format!(
+                    "expiry: {} is not after now ({})",
+                    stamp(floored),
+                    stamp(now)
+                ),
+            ));
+        }
+        if let Some(max) = self.max_lifetime {
+            if floored.signed_duration_since(now) > max {
+                return Err(Error::request(
+                    ErrorKind::ExpiryTooFar,
+                    Target::Expiry,
+                    format!(
+                        "expiry: {} is more than the maximum lifetime ({}) ahead of now ({})",
+                        stamp(floored),
+                        describe(max),
+                        stamp(now)
+                    ),
+                ));
+            }
+        }
+        Ok(floored)
+    }
+
     /// Checks an authentic token's expiry against `now`: `TokenExpired`, then `ExpiryTooFar`.
     pub fn check(&self, expiry: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), Error> {
         if now.signed_duration_since(expiry) >= self.leeway {

@@ -1,0 +1,219 @@
+//! `verify --batch`: tokens one per line, one JSON line out per token, in input order, on every
+//! core.
+//!
+//! A reader thread cuts the input into batches of lines (bounded: a line of any length is
+//! skipped, not stored), workers verify batches in parallel and format their JSON lines, and the
+//! calling thread writes finished batches in input order. Channels are bounded, so memory stays
+//! flat whatever the input size.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use apim_sas::chrono::{DateTime, Utc};
+use apim_sas::{Error, ErrorKind, Target, Verifier};
+
+use super::input::{next_line, trim, Line};
+use super::print;
+
+/// Lines per batch: large enough to amortise channel traffic, small enough to keep both cores
+/// fed and memory flat.
+const BATCH_LINES: usize = 2048;
+
+enum Item {
+    /// A line's bytes in the batch's buffer.
+    Span(usize, usize),
+    /// A line longer than the reader keeps.
+    TooLong,
+}
+
+struct Batch {
+    seq: u64,
+    first_line: u64,
+    data: Vec<u8>,
+    items: Vec<Item>,
+}
+
+struct Done {
+    seq: u64,
+    out: Vec<u8>,
+    refused: u64,
+    lines: u64,
+}
+
+/// What a batch run saw.
+pub(crate) struct Summary {
+    pub(crate) lines: u64,
+    pub(crate) refused: u64,
+}
+
+fn read_batches(mut input: impl BufRead, batches: SyncSender<Batch>) -> io::Result<()> {
+    let mut line = Vec::new();
+    let mut next_line_no = 1u64;
+    for seq in 0.. {
+        let mut batch = Batch {
+            seq,
+            first_line: next_line_no,
+            data: Vec::with_capacity(BATCH_LINES * 128),
+            items: Vec::with_capacity(BATCH_LINES),
+        };
+        while batch.items.len() < BATCH_LINES {
+            match next_line(&mut input, &mut line)? {
+                None => break,
+                Some(Line::TooLong) => batch.items.push(Item::TooLong),
+                Some(Line::Text) => {
+                    let start = batch.data.len();
+                    batch.data.extend_from_slice(&line);
+                    batch.items.push(Item::Span(start, batch.data.len()));
+                }
+            }
+        }
+        if batch.items.is_empty() {
+            break;
+        }
+        next_line_no += batch.items.len() as u64;
+        let last = batch.items.len() < BATCH_LINES;
+        if batches.send(batch).is_err() || last {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn too_long() -> Error {
+    Error::custom(
+        ErrorKind::TokenTooLong,
+        Target::Token,
+        401,
+        "token: longer than 1024 bytes",
+    )
+}
+
+fn verify_batch(verifier: &Verifier, batch: Batch, now: DateTime<Utc>) -> Done {
+    let mut out = Vec::with_capacity(batch.items.len() * 192);
+    let mut refused = 0;
+    for (i, item) in batch.items.iter().enumerate() {
+        let result = match *item {
+            Item::Span(start, end) => {
+                let bytes = batch.data.get(start..end).unwrap_or_default();
+                verifier.verify_bytes(trim(bytes), now)
+            }
+            Item::TooLong => Err(too_long()),
+        };
+        refused += u64::from(result.is_err());
+        print::batch_line(&mut out, batch.first_line + i as u64, &result, now);
+    }
+    Done {
+        seq: batch.seq,
+        out,
+        refused,
+        lines: batch.items.len() as u64,
+    }
+}
+
+fn work(
+    verifier: &Verifier,
+    batches: &Mutex<Receiver<Batch>>,
+    done: SyncSender<Done>,
+    now: DateTime<Utc>,
+) {
+    loop {
+        // Hold the lock only to take a batch.
+        let next = batches
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .recv();
+        let Ok(batch) = next else { return };
+        if done.send(verify_batch(verifier, batch, now)).is_err() {
+            return;
+        }
+    }
+}
+
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {human_pos} tokens verified ({per_sec})")
+    {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// Verifies every line of `input`, writing JSON lines to stdout in input order.
+pub(crate) fn run(
+    verifier: &Verifier,
+    input: Box<dyn BufRead + Send>,
+    now: DateTime<Utc>,
+) -> io::Result<Summary> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (batch_tx, batch_rx) = mpsc::sync_channel::<Batch>(workers * 2);
+    let (done_tx, done_rx) = mpsc::sync_channel::<Done>(workers * 2);
+    let batch_rx = Mutex::new(batch_rx);
+    let started = Instant::now();
+    let bar = progress_bar();
+
+    let mut summary = Summary {
+        lines: 0,
+        refused: 0,
+    };
+    let outcome = std::thread::scope(|scope| -> io::Result<()> {
+        let reader = scope.spawn(move || read_batches(input, batch_tx));
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let batch_rx = &batch_rx;
+            scope.spawn(move || work(verifier, batch_rx, done_tx, now));
+        }
+        drop(done_tx);
+
+        let stdout = io::stdout();
+        let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        let mut pending = BTreeMap::new();
+        let mut next = 0u64;
+        let mut written = Ok(());
+        for done in done_rx {
+            pending.insert(done.seq, done);
+            while let Some(done) = pending.remove(&next) {
+                summary.lines += done.lines;
+                summary.refused += done.refused;
+                if written.is_ok() {
+                    written = out.write_all(&done.out);
+                }
+                if let Some(bar) = &bar {
+                    bar.inc(done.lines);
+                }
+                next += 1;
+            }
+        }
+        written?;
+        out.flush()?;
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the reader thread failed")))
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    outcome?;
+
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = if seconds > 0.0 {
+        summary.lines as f64 / seconds
+    } else {
+        0.0
+    };
+    eprintln!(
+        "apim-sas: {} tokens, {} valid, {} refused, in {:.3} s ({:.0} tokens/s)",
+        summary.lines,
+        summary.lines - summary.refused,
+        summary.refused,
+        seconds,
+        rate
+    );
+    Ok(summary)
+}

@@ -1,0 +1,123 @@
+//! Reading tokens from stdin and files: trimmed, and bounded, so that a line of any size is
+//! refused (`TokenTooLong`) without being held in memory.
+
+use std::io::{self, BufRead, Read};
+
+use apim_sas::MAX_TOKEN_LEN;
+
+/// How much of one line is kept: a token (1024 bytes) with generous surrounding whitespace.
+/// Anything longer is too long whatever it holds, and is skipped, not stored.
+pub(crate) const LINE_LIMIT: usize = 16 * 1024;
+
+const _: () = assert!(LINE_LIMIT > MAX_TOKEN_LEN);
+
+/// Trims surrounding ASCII whitespace (a trailing newline, a `\r`).
+pub(crate) fn trim(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+/// What a bounded read found.
+pub(crate) enum Read1 {
+    /// The text, at most [`LINE_LIMIT`] bytes.
+    Text(Vec<u8>),
+    /// More than [`LINE_LIMIT`] bytes: refused as `TokenTooLong`.
+    TooLong,
+}
+
+/// Reads all of `reader`, keeping at most [`LINE_LIMIT`] bytes (the rest is drained, not kept).
+pub(crate) fn read_bounded(mut reader: impl Read) -> io::Result<Read1> {
+    let mut kept = Vec::new();
+    (&mut reader)
+        .take(LINE_LIMIT as u64 + 1)
+        .read_to_end(&mut kept)?;
+    if kept.len() <= LINE_LIMIT {
+        return Ok(Read1::Text(kept));
+    }
+    io::copy(&mut reader, &mut io::sink())?;
+    Ok(Read1::TooLong)
+}
+
+/// One line of a batch.
+pub(crate) enum Line {
+    /// The line's bytes (untrimmed, without the newline).
+    Text,
+    /// Longer than [`LINE_LIMIT`]: its bytes were skipped.
+    TooLong,
+}
+
+/// Reads the next line into `buf` (cleared first), never keeping more than [`LINE_LIMIT`] bytes
+/// of it. `None` at the end of input.
+pub(crate) fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<Line>> {
+    buf.clear();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        any = true;
+        let (part, used, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], i + 1, true),
+            None => (chunk, chunk.len(), false),
+        };
+        if !too_long {
+            if buf.len() + part.len() > LINE_LIMIT {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(part);
+            }
+        }
+        reader.consume(used);
+        if done {
+            break;
+        }
+    }
+    Ok(match (any, too_long) {
+        (false, _) => None,
+        (true, true) => Some(Line::TooLong),
+        (true, false) => Some(Line::Text),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_bounded() {
+        let long = vec![b'a'; LINE_LIMIT * 3];
+        let mut input = Vec::new();
+        input.extend_from_slice(b"one\r\n");
+        input.extend_from_slice(&long);
+        input.extend_from_slice(b"\n\nlast");
+        let mut reader = io::BufReader::with_capacity(1000, &input[..]);
+        let mut buf = Vec::new();
+        assert!(matches!(
+            next_line(&mut reader, &mut buf).unwrap(),
+            Some(Line::Text)
+        ));
+        assert_eq!(trim(&buf), b"one");
+        assert!(matches!(
+            next_line(&mut reader, &mut buf).unwrap(),
+            Some(Line::TooLong)
+        ));
+        assert!(buf.len() <= LINE_LIMIT);
+        assert!(matches!(
+            next_line(&mut reader, &mut buf).unwrap(),
+            Some(Line::Text)
+        ));
+        assert_eq!(buf, b"");
+        assert!(matches!(
+            next_line(&mut reader, &mut buf).unwrap(),
+            Some(Line::Text)
+        ));
+        assert_eq!(buf, b"last");
+        assert!(next_line(&mut reader, &mut buf).unwrap().is_none());
+    }
+}
