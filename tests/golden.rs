@@ -151,3 +151,32 @@ fn design_example_string_to_sign() {
         "gw1&201904210044&iLiqU+8J+5eSSWAx2SvTqr7dAPvLQ5CHJhjCNl+/PVqaT620idctgK5WzF1WTlILVuNaO+lnclf1ZF8b13pjrA=="
     );
 }
+
+/// Two tokens from a separate, public implementation: the unit test of CloudSlang's Azure
+/// content (cloudslang/cs-actions, `AuthorizationTokenImplTest`), which signs Azure's documented
+/// example id with a key used as text. Checked against Python's hmac as well.
+#[test]
+fn cloudslang_uid_tokens() {
+    for (id, key, signature) in [
+        (
+            "53dd860e1b72ff0467030003",
+            "pXeTVcmdbU9XxH6fPcPlq8Y9D9G3Cdo5Eh2nMSgKj/DWqeSFFXDdmpz5Trv+L2hQNM+nGa704Rf8Z22W9O1jdQ==",
+            "FWBrF2PBYVEZgpoyaPWNKIBIGLQxbJAw6A3Lu4EB78aooaZldHXZTZBkqyMWlLdrpK5/q3BFDgj9vqX1vrR0ww==",
+        ),
+        (
+            "123",
+            "321",
+            "q6hTggdd9OCV+1sdVPDl88VzYyN9XZWegp/s3ApX1szHOI5eDuMkoqC43v25uL8xvNPfU0VtzrJQj/balAlxvw==",
+        ),
+    ] {
+        let key = GatewayKey::new(key).unwrap();
+        let token = Signer::new(id, &key)
+            .unwrap()
+            .sign(instant("2014-08-04T22:03:00Z"), Format::Uid)
+            .unwrap();
+        assert_eq!(
+            token.with_scheme(apim_sas::Scheme::SharedAccessSignature),
+            format!("SharedAccessSignature uid={id}&ex=2014-08-04T22:03:00.0000000Z&sn={signature}")
+        );
+    }
+}

@@ -105,7 +105,7 @@ pub(crate) struct KeySource {
 #[derive(Debug, Args)]
 pub(crate) struct MintArgs {
     /// The gateway id
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub(crate) id: String,
 
     /// The expiry instant, RFC 3339 (floored to the minute for compact, to 100 ns for uid)
@@ -151,11 +151,11 @@ pub(crate) struct MintArgs {
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// The token, or - (or nothing) to read it from stdin
-    #[arg(value_name = "TOKEN", conflicts_with_all = ["batch", "input"])]
+    #[arg(value_name = "TOKEN", allow_hyphen_values = true, conflicts_with_all = ["batch", "input"])]
     pub(crate) token: Option<String>,
 
     /// The gateway id the keys belong to (needed with --key-file, --keys and APIM_SAS_KEY)
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub(crate) id: Option<String>,
 
     /// Clock skew tolerated after expiry
@@ -189,7 +189,7 @@ pub(crate) struct VerifyArgs {
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
     /// The token, or - (or nothing) to read it from stdin
-    #[arg(value_name = "TOKEN")]
+    #[arg(value_name = "TOKEN", allow_hyphen_values = true)]
     pub(crate) token: Option<String>,
 
     /// Exit 1 when the token expires within this window (or has expired)
@@ -212,7 +212,7 @@ pub(crate) struct ConvertArgs {
     pub(crate) scheme: SchemeArg,
 
     /// The token, or - (or nothing) to read it from stdin
-    #[arg(value_name = "TOKEN")]
+    #[arg(value_name = "TOKEN", allow_hyphen_values = true)]
     pub(crate) token: Option<String>,
 
     /// What to print
