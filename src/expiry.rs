@@ -82,34 +82,33 @@ fn instant(
 /// Parses the compact form `yyyyMMddHHmm` (exactly 12 ASCII digits, a real UTC minute).
 ///
 /// Returns the instant and its O form, the bytes that were signed.
+#[inline]
 pub(crate) fn parse_compact(field: &[u8]) -> Result<(DateTime<Utc>, OForm), Error> {
-    if field.len() != COMPACT_LEN {
-        return Err(malformed(
-            "expiry: the compact form is exactly 12 digits, yyyyMMddHHmm",
-        ));
-    }
+    const SHAPE: &str = "expiry: the compact form is exactly 12 digits, yyyyMMddHHmm";
+    let Ok(f) = <&[u8; COMPACT_LEN]>::try_from(field) else {
+        return Err(malformed(SHAPE));
+    };
     let (Some(year), Some(month), Some(day), Some(hour), Some(minute)) = (
-        digits(field, 0, 4),
-        digits(field, 4, 2),
-        digits(field, 6, 2),
-        digits(field, 8, 2),
-        digits(field, 10, 2),
+        digits(f, 0, 4),
+        digits(f, 4, 2),
+        digits(f, 6, 2),
+        digits(f, 8, 2),
+        digits(f, 10, 2),
     ) else {
-        return Err(malformed(
-            "expiry: the compact form is exactly 12 digits, yyyyMMddHHmm",
-        ));
+        return Err(malformed(SHAPE));
     };
     let at = instant(year, month, day, hour, minute, 0, 0)?;
-    let mut o: OForm = *b"0000-00-00T00:00:00.0000000Z";
-    o[0..4].copy_from_slice(&field[0..4]);
-    o[5..7].copy_from_slice(&field[4..6]);
-    o[8..10].copy_from_slice(&field[6..8]);
-    o[11..13].copy_from_slice(&field[8..10]);
-    o[14..16].copy_from_slice(&field[10..12]);
+    // Built whole, not patched in place: the caller reads it back in wide loads.
+    #[rustfmt::skip]
+    let o: OForm = [
+        f[0], f[1], f[2], f[3], b'-', f[4], f[5], b'-', f[6], f[7], b'T', f[8], f[9], b':',
+        f[10], f[11], b':', b'0', b'0', b'.', b'0', b'0', b'0', b'0', b'0', b'0', b'0', b'Z',
+    ];
     Ok((at, o))
 }
 
 /// Parses the O form `yyyy-MM-ddTHH:mm:ss.fffffffZ`: exactly that spelling, `Z` only.
+#[inline]
 pub(crate) fn parse_o(field: &[u8]) -> Result<(DateTime<Utc>, OForm), Error> {
     const SHAPE: &str = "expiry: the uid form's expiry is exactly yyyy-MM-ddTHH:mm:ss.fffffffZ";
     let Ok(o) = OForm::try_from(field) else {

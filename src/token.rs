@@ -14,8 +14,6 @@
 
 use std::fmt;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use chrono::{DateTime, Timelike, Utc};
 
 use crate::error::{Error, ErrorKind, Target};
@@ -98,7 +96,9 @@ pub(crate) fn id_problem(id: &[u8]) -> Option<&'static str> {
         Some("id: the gateway id is empty")
     } else if id.len() > MAX_ID_LEN {
         Some("id: the gateway id is longer than 80 bytes")
-    } else if id.iter().any(|&b| !(0x21..=0x7e).contains(&b) || b == b'&') {
+    } else if id.iter().fold(false, |bad, &b| {
+        bad | (b.wrapping_sub(0x21) >= 0x5e) | (b == b'&')
+    }) {
         Some("id: the gateway id must be printable ASCII without spaces or '&'")
     } else if id.starts_with(b"uid=") {
         Some("id: the gateway id must not start with 'uid='")
@@ -107,93 +107,87 @@ pub(crate) fn id_problem(id: &[u8]) -> Option<&'static str> {
     }
 }
 
-fn check_id(id: &[u8]) -> Result<&str, Error> {
-    if let Some(problem) = id_problem(id) {
-        return Err(Error::token(
+#[inline]
+fn check_id(id: &str) -> Result<&str, Error> {
+    match id_problem(id.as_bytes()) {
+        Some(problem) => Err(Error::token(
             ErrorKind::InvalidGatewayId,
             Target::Id,
             problem,
-        ));
+        )),
+        None => Ok(id),
     }
-    std::str::from_utf8(id).map_err(|_| {
-        Error::token(
-            ErrorKind::InvalidGatewayId,
-            Target::Id,
-            "id: the gateway id must be printable ASCII",
-        )
-    })
 }
 
-/// Decodes a signature: exactly 88 characters of canonical, padded standard base64 for 64 bytes.
-fn decode_signature(sig: &[u8]) -> Result<(&str, [u8; MAC_LEN]), Error> {
+/// Decodes an 88-character signature: canonical, padded standard base64 of 64 bytes.
+#[inline]
+fn decode_mac(sig: &[u8]) -> Option<[u8; MAC_LEN]> {
+    if sig.len() != SIGNATURE_LEN {
+        return None;
+    }
+    // Room for what 88 characters can claim (66 bytes without padding); exactly 64 is right.
+    // base64-simd's standard engine requires the padding and zero trailing bits (canonical).
+    let mut out = [0u8; MAC_LEN + 2];
+    let decoded = base64_simd::STANDARD
+        .decode(sig, base64_simd::Out::from_slice(&mut out))
+        .ok()?;
+    <[u8; MAC_LEN]>::try_from(&*decoded).ok()
+}
+
+/// Decodes a signature, or says why it is not one (`MalformedSignature`).
+#[inline]
+fn decode_signature(text: &str) -> Result<(&str, [u8; MAC_LEN]), Error> {
     fn bad(message: &'static str) -> Error {
         Error::token(ErrorKind::MalformedSignature, Target::Signature, message)
     }
-    let refuse = |sig: &[u8]| {
-        if sig.contains(&b'%') {
-            bad("signature: it looks URL-encoded (%2B, %2F, %3D); decode it first")
-        } else if sig.iter().any(|&b| b == b'-' || b == b'_') {
-            bad("signature: it uses the URL-safe alphabet ('-', '_'); expected standard base64 ('+', '/')")
-        } else if sig.len() != SIGNATURE_LEN {
-            bad("signature: must be exactly 88 characters of standard base64 ending in '=='")
-        } else {
-            bad("signature: not canonical standard base64 of 64 bytes ('A-Z a-z 0-9 + /', '==' padding)")
-        }
-    };
-    if sig.len() != SIGNATURE_LEN {
-        return Err(refuse(sig));
+    let sig = text.as_bytes();
+    if let Some(mac) = decode_mac(sig) {
+        return Ok((text, mac));
     }
-    // The base64 crate's standard engine requires canonical padding and zero trailing bits.
-    let mut out = [0u8; MAC_LEN + 2];
-    match STANDARD.decode_slice(sig, &mut out) {
-        Ok(MAC_LEN) => {}
-        _ => return Err(refuse(sig)),
-    }
-    let text = std::str::from_utf8(sig).map_err(|_| refuse(sig))?;
-    let mut mac = [0u8; MAC_LEN];
-    mac.copy_from_slice(&out[..MAC_LEN]);
-    Ok((text, mac))
+    Err(if sig.contains(&b'%') {
+        bad("signature: it looks URL-encoded (%2B, %2F, %3D); decode it first")
+    } else if sig.iter().any(|&b| b == b'-' || b == b'_') {
+        bad("signature: it uses the URL-safe alphabet ('-', '_'); expected standard base64 ('+', '/')")
+    } else if sig.len() != SIGNATURE_LEN {
+        bad("signature: must be exactly 88 characters of standard base64 ending in '=='")
+    } else {
+        bad("signature: not canonical standard base64 of 64 bytes ('A-Z a-z 0-9 + /', '==' padding)")
+    })
 }
 
-/// Splits off the scheme: a known name (any case) followed by one or more ASCII spaces.
-fn split_scheme(input: &[u8]) -> Result<(Option<Scheme>, &[u8]), Error> {
-    let Some(space) = input.iter().position(|&b| b == b' ') else {
-        return Ok((None, input));
-    };
-    let (name, after) = input.split_at(space);
-    let scheme = if name.eq_ignore_ascii_case(b"GatewayKey") {
-        Scheme::GatewayKey
-    } else if name.eq_ignore_ascii_case(b"SharedAccessSignature") {
-        Scheme::SharedAccessSignature
-    } else if !name.is_empty() && name.iter().all(u8::is_ascii_alphabetic) {
-        return Err(malformed(
-            Target::Scheme,
-            "scheme: only 'GatewayKey' and 'SharedAccessSignature' are accepted",
-        ));
-    } else {
-        return Err(malformed(
-            Target::Token,
-            "token: whitespace inside the token",
-        ));
-    };
-    let start = after.iter().position(|&b| b != b' ').unwrap_or(after.len());
-    Ok((Some(scheme), &after[start..]))
+/// Splits off a known scheme (any letter case) followed by one or more ASCII spaces.
+fn split_scheme(input: &str) -> (Option<Scheme>, &str) {
+    for scheme in [Scheme::GatewayKey, Scheme::SharedAccessSignature] {
+        let name = scheme.as_str();
+        if let Some((head, after)) = input.split_at_checked(name.len()) {
+            if head.eq_ignore_ascii_case(name) && after.starts_with(' ') {
+                return (Some(scheme), after.trim_start_matches(' '));
+            }
+        }
+    }
+    (None, input)
 }
 
 /// Refuses whitespace, control characters and bytes that are not UTF-8 anywhere in the token.
 ///
-/// Printable non-ASCII characters pass here and are refused by the field they sit in.
-fn check_characters(rest: &[u8]) -> Result<(), Error> {
-    // Fast path without early exit, so that it vectorises: all bytes printable ASCII.
-    let clean = rest
-        .iter()
-        .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x5e));
+/// Printable non-ASCII characters pass here and are refused by the field they sit in. A word
+/// followed by a space at the start, where no scheme was recognised, is an unknown scheme.
+fn check_characters(text: &str, scheme: Option<Scheme>) -> Result<(), Error> {
+    // Without early exit, so that it vectorises: all bytes printable ASCII.
+    let clean = text
+        .bytes()
+        .fold(true, |ok, b| ok & (b.wrapping_sub(0x21) < 0x5e));
     if clean {
         return Ok(());
     }
-    let text = std::str::from_utf8(rest)
-        .map_err(|_| malformed(Target::Token, "token: bytes that are not UTF-8"))?;
-    if text.chars().any(char::is_whitespace) {
+    if let Some(space) = text.find(char::is_whitespace) {
+        let word = text.get(..space).unwrap_or_default();
+        if scheme.is_none() && !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(malformed(
+                Target::Scheme,
+                "scheme: only 'GatewayKey' and 'SharedAccessSignature' are accepted",
+            ));
+        }
         return Err(malformed(
             Target::Token,
             "token: whitespace inside the token",
@@ -209,12 +203,77 @@ fn check_characters(rest: &[u8]) -> Result<(), Error> {
 }
 
 /// Splits `s` at `&` into exactly three fields.
-fn three_fields(s: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
-    let mut fields = s.splitn(4, |&b| b == b'&');
-    match (fields.next(), fields.next(), fields.next(), fields.next()) {
-        (Some(a), Some(b), Some(c), None) => Some((a, b, c)),
-        _ => None,
+fn three_fields(s: &str) -> Option<(&str, &str, &str)> {
+    let (id, rest) = s.split_at_checked(memchr::memchr(b'&', s.as_bytes())?)?;
+    let rest = rest.get(1..)?;
+    let (expiry, signature) = rest.split_at_checked(memchr::memchr(b'&', rest.as_bytes())?)?;
+    let signature = signature.get(1..)?;
+    match memchr::memchr(b'&', signature.as_bytes()) {
+        Some(_) => None,
+        None => Some((id, expiry, signature)),
     }
+}
+
+/// The fast route for a well-formed token: every field read at its fixed place from the end (the
+/// signature is always the last 88 bytes), each validated as the full route would. `None` sends
+/// the token down the full route, which finds the exact code for what is wrong; so the two
+/// routes cannot disagree on a token this one accepts (a unit test holds them to it).
+#[inline]
+fn well_formed(rest: &str) -> Option<UntrustedToken<'_>> {
+    let (head, sig) = rest.split_at_checked(rest.len().checked_sub(SIGNATURE_LEN)?)?;
+    let (format, id, expiry, o_form) = match rest.strip_prefix("uid=") {
+        Some(_) => {
+            let head = head.strip_suffix("&sn=")?;
+            let (head, ex) = head.split_at_checked(head.len().checked_sub(expiry::O_LEN)?)?;
+            let id = head.strip_suffix("&ex=")?.strip_prefix("uid=")?;
+            let (expiry, o_form) = expiry::parse_o(ex.as_bytes()).ok()?;
+            (Format::Uid, id, expiry, o_form)
+        }
+        None => {
+            let head = head.strip_suffix('&')?;
+            let (head, ex) = head.split_at_checked(head.len().checked_sub(expiry::COMPACT_LEN)?)?;
+            let id = head.strip_suffix('&')?;
+            let (expiry, o_form) = expiry::parse_compact(ex.as_bytes()).ok()?;
+            (Format::Compact, id, expiry, o_form)
+        }
+    };
+    let id = check_id(id).ok()?;
+    let (signature, mac) = decode_signature(sig).ok()?;
+    Some(UntrustedToken {
+        scheme: None,
+        format,
+        id,
+        expiry,
+        o_form,
+        signature,
+        mac,
+    })
+}
+
+/// Empty, whitespace alone (what the CLI sees after trimming a line) or over 1024 bytes.
+fn check_size(input: &[u8]) -> Result<(), Error> {
+    if input.is_empty() {
+        return Err(Error::token(
+            ErrorKind::EmptyToken,
+            Target::Token,
+            "token: nothing to parse",
+        ));
+    }
+    if input.len() > MAX_TOKEN_LEN {
+        return Err(Error::token(
+            ErrorKind::TokenTooLong,
+            Target::Token,
+            "token: longer than 1024 bytes",
+        ));
+    }
+    if input.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::token(
+            ErrorKind::EmptyToken,
+            Target::Token,
+            "token: only whitespace, nothing to parse",
+        ));
+    }
+    Ok(())
 }
 
 /// A parsed token that has **not** been verified: reading its fields implies no trust.
@@ -247,34 +306,8 @@ pub struct UntrustedToken<'a> {
 impl<'a> UntrustedToken<'a> {
     /// Parses a token in either form, with or without a scheme.
     pub fn parse(token: &'a str) -> Result<UntrustedToken<'a>, Error> {
-        UntrustedToken::parse_bytes(token.as_bytes())
-    }
-
-    /// Parses raw bytes (from a socket, a file): bytes that are not UTF-8 are `MalformedToken`.
-    pub fn parse_bytes(input: &'a [u8]) -> Result<UntrustedToken<'a>, Error> {
-        if input.is_empty() {
-            return Err(Error::token(
-                ErrorKind::EmptyToken,
-                Target::Token,
-                "token: nothing to parse",
-            ));
-        }
-        if input.len() > MAX_TOKEN_LEN {
-            return Err(Error::token(
-                ErrorKind::TokenTooLong,
-                Target::Token,
-                "token: longer than 1024 bytes",
-            ));
-        }
-        // Whitespace alone is nothing to parse too (what the CLI sees after trimming a line).
-        if input.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::token(
-                ErrorKind::EmptyToken,
-                Target::Token,
-                "token: only whitespace, nothing to parse",
-            ));
-        }
-        let (scheme, rest) = split_scheme(input)?;
+        check_size(token.as_bytes())?;
+        let (scheme, rest) = split_scheme(token);
         if rest.is_empty() {
             return Err(Error::token(
                 ErrorKind::EmptyToken,
@@ -282,12 +315,19 @@ impl<'a> UntrustedToken<'a> {
                 "token: nothing after the scheme",
             ));
         }
-        check_characters(rest)?;
-        let parsed = match rest.strip_prefix(b"uid=") {
-            Some(fields) => parse_uid(fields),
-            None => parse_compact(rest),
-        }?;
+        let parsed = match well_formed(rest) {
+            Some(parsed) => parsed,
+            None => parse_fields(rest, scheme)?,
+        };
         Ok(UntrustedToken { scheme, ..parsed })
+    }
+
+    /// Parses raw bytes (from a socket, a file): bytes that are not UTF-8 are `MalformedToken`.
+    pub fn parse_bytes(input: &'a [u8]) -> Result<UntrustedToken<'a>, Error> {
+        check_size(input)?;
+        let text = std::str::from_utf8(input)
+            .map_err(|_| malformed(Target::Token, "token: bytes that are not UTF-8"))?;
+        UntrustedToken::parse(text)
     }
 
     /// The scheme the token carried, if any.
@@ -337,21 +377,30 @@ impl<'a> UntrustedToken<'a> {
     }
 }
 
-fn parse_compact(rest: &[u8]) -> Result<UntrustedToken<'_>, Error> {
+/// The full route: characters, structure, then each field in order, each with its own code.
+fn parse_fields(rest: &str, scheme: Option<Scheme>) -> Result<UntrustedToken<'_>, Error> {
+    check_characters(rest, scheme)?;
+    match rest.strip_prefix("uid=") {
+        Some(fields) => parse_uid(fields),
+        None => parse_compact(rest),
+    }
+}
+
+fn parse_compact(rest: &str) -> Result<UntrustedToken<'_>, Error> {
     let Some((id, expiry, signature)) = three_fields(rest) else {
         return Err(malformed(
             Target::Token,
             "token: the compact form has three fields, id&yyyyMMddHHmm&signature",
         ));
     };
-    if expiry.starts_with(b"uid=") || signature.starts_with(b"uid=") {
+    if expiry.starts_with("uid=") || signature.starts_with("uid=") {
         return Err(malformed(
             Target::Token,
             "token: the uid form's fields come in the order uid=, ex=, sn=",
         ));
     }
     let id = check_id(id)?;
-    let (expiry, o_form) = expiry::parse_compact(expiry)?;
+    let (expiry, o_form) = expiry::parse_compact(expiry.as_bytes())?;
     let (signature, mac) = decode_signature(signature)?;
     Ok(UntrustedToken {
         scheme: None,
@@ -364,7 +413,7 @@ fn parse_compact(rest: &[u8]) -> Result<UntrustedToken<'_>, Error> {
     })
 }
 
-fn parse_uid(fields: &[u8]) -> Result<UntrustedToken<'_>, Error> {
+fn parse_uid(fields: &str) -> Result<UntrustedToken<'_>, Error> {
     let Some((id, expiry, signature)) = three_fields(fields) else {
         return Err(malformed(
             Target::Token,
@@ -372,7 +421,7 @@ fn parse_uid(fields: &[u8]) -> Result<UntrustedToken<'_>, Error> {
         ));
     };
     let (Some(expiry), Some(signature)) =
-        (expiry.strip_prefix(b"ex="), signature.strip_prefix(b"sn="))
+        (expiry.strip_prefix("ex="), signature.strip_prefix("sn="))
     else {
         return Err(malformed(
             Target::Token,
@@ -380,7 +429,7 @@ fn parse_uid(fields: &[u8]) -> Result<UntrustedToken<'_>, Error> {
         ));
     };
     let id = check_id(id)?;
-    let (expiry, o_form) = expiry::parse_o(expiry)?;
+    let (expiry, o_form) = expiry::parse_o(expiry.as_bytes())?;
     let (signature, mac) = decode_signature(signature)?;
     Ok(UntrustedToken {
         scheme: None,
@@ -411,14 +460,14 @@ fn assemble(format: Format, id: &str, expiry: &DateTime<Utc>, signature: &str) -
         Format::Compact => {
             text.push_str(id);
             text.push('&');
-            push_ascii(&mut text, &expiry::to_compact(expiry));
+            text.push_str(ascii(&expiry::to_compact(expiry)));
             text.push('&');
         }
         Format::Uid => {
             text.push_str("uid=");
             text.push_str(id);
             text.push_str("&ex=");
-            push_ascii(&mut text, &expiry::to_o_form(expiry));
+            text.push_str(ascii(&expiry::to_o_form(expiry)));
             text.push_str("&sn=");
         }
     }
@@ -426,8 +475,9 @@ fn assemble(format: Format, id: &str, expiry: &DateTime<Utc>, signature: &str) -
     text
 }
 
-fn push_ascii(text: &mut String, bytes: &[u8]) {
-    text.extend(bytes.iter().map(|&b| char::from(b)));
+/// The digits and separators this crate wrote are ASCII, so this never comes out empty.
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// A token this crate minted: the bare token plus its parts.
@@ -533,5 +583,89 @@ impl fmt::Debug for Token {
 impl AsRef<str> for Token {
     fn as_ref(&self) -> &str {
         &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    fn sig_of(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    /// Valid tokens of both forms, then arbitrary one- and two-byte edits from bytes that matter.
+    fn tokens() -> impl Strategy<Value = Vec<u8>> {
+        let valid = (
+            "[\\x21-\\x25\\x27-\\x7e]{1,80}",
+            proptest::collection::vec(any::<u8>(), 64),
+            any::<bool>(),
+        )
+            .prop_map(|(id, mac, uid)| {
+                let sig = sig_of(&mac);
+                if uid {
+                    format!("uid={id}&ex=2026-04-21T00:44:00.1234567Z&sn={sig}")
+                } else {
+                    format!("{id}&202604210044&{sig}")
+                }
+                .into_bytes()
+            });
+        let edit = (
+            any::<prop::sample::Index>(),
+            prop::sample::select(b"&=u:.TZ-+/ A0\x00\x7f\xff9".to_vec()),
+            0u8..3,
+        );
+        (valid, proptest::collection::vec(edit, 0..3)).prop_map(|(mut token, edits)| {
+            for (at, byte, kind) in edits {
+                let i = at.index(token.len());
+                match kind {
+                    0 => token[i] = byte,
+                    1 => token.insert(i, byte),
+                    _ => {
+                        token.remove(i);
+                    }
+                }
+            }
+            token
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The fast route accepts only what the full route accepts, with the same fields.
+        #[test]
+        fn routes_agree(token in tokens()) {
+            if let Ok(token) = std::str::from_utf8(&token) {
+                if let Some(fast) = well_formed(token) {
+                    prop_assert_eq!(Ok(fast), parse_fields(token, None));
+                }
+            }
+        }
+
+        /// base64-simd agrees with the base64 crate's strict standard engine on 88 characters.
+        #[test]
+        fn decoders_agree(sig in "[A-Za-z0-9+/]{84,88}={0,3}", canonical in proptest::collection::vec(any::<u8>(), 64)) {
+            for sig in [sig, sig_of(&canonical)] {
+                let mut out = [0u8; 66];
+                let reference = base64::engine::general_purpose::STANDARD
+                    .decode_slice(sig.as_bytes(), &mut out)
+                    .ok()
+                    .filter(|&n| n == MAC_LEN && sig.len() == SIGNATURE_LEN)
+                    .map(|_| out[..MAC_LEN].to_vec());
+                prop_assert_eq!(decode_mac(sig.as_bytes()).map(|m| m.to_vec()), reference);
+            }
+        }
+    }
+
+    #[test]
+    fn non_canonical_last_character_is_refused() {
+        let sig = sig_of(&[0u8; 64]);
+        assert!(decode_mac(sig.as_bytes()).is_some());
+        // 'A' carries 6 bits, of which the low 4 are padding in the last quantum: 'B' sets one.
+        let bad = format!("{}B==", &sig[..85]);
+        assert!(decode_mac(bad.as_bytes()).is_none());
     }
 }

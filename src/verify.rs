@@ -81,7 +81,11 @@ impl Policy {
 
     /// Checks an authentic token's expiry against `now`: `TokenExpired`, then `ExpiryTooFar`.
     pub fn check(&self, expiry: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), Error> {
-        if now.signed_duration_since(expiry) >= self.leeway {
+        // In nanoseconds as i128: exact for every instant and duration chrono holds, with no
+        // overflow, and far cheaper than chrono's own subtraction on the hot path.
+        let (expiry, now) = (nanos(&expiry), nanos(&now));
+        let leeway = delta_nanos(self.leeway);
+        if now - expiry >= leeway {
             return Err(Error::token(
                 ErrorKind::TokenExpired,
                 Target::Expiry,
@@ -89,19 +93,24 @@ impl Policy {
             ));
         }
         if let Some(max) = self.max_lifetime {
-            // On overflow the bound is beyond any instant: nothing is too far.
-            if let Some(bound) = max.checked_add(&self.leeway) {
-                if expiry.signed_duration_since(now) > bound {
-                    return Err(Error::token(
-                        ErrorKind::ExpiryTooFar,
-                        Target::Expiry,
-                        "expiry: further ahead than the maximum lifetime allows",
-                    ));
-                }
+            if expiry - now > delta_nanos(max) + leeway {
+                return Err(Error::token(
+                    ErrorKind::ExpiryTooFar,
+                    Target::Expiry,
+                    "expiry: further ahead than the maximum lifetime allows",
+                ));
             }
         }
         Ok(())
     }
+}
+
+fn nanos(at: &DateTime<Utc>) -> i128 {
+    i128::from(at.timestamp()) * 1_000_000_000 + i128::from(at.timestamp_subsec_nanos())
+}
+
+fn delta_nanos(d: TimeDelta) -> i128 {
+    i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
 }
 
 impl Default for Policy {
@@ -168,7 +177,9 @@ struct Gateway {
 #[derive(Clone, Default)]
 pub struct Verifier {
     policy: Policy,
-    gateways: HashMap<Box<str>, Gateway>,
+    // foldhash: a fast seeded hash. Ids in the map are the operator's, never an attacker's, so
+    // a lookup of a hostile id only ever probes the operator's own entries.
+    gateways: HashMap<Box<str>, Gateway, foldhash::fast::RandomState>,
 }
 
 impl Verifier {
@@ -176,7 +187,7 @@ impl Verifier {
     pub fn new(policy: Policy) -> Verifier {
         Verifier {
             policy,
-            gateways: HashMap::new(),
+            gateways: HashMap::default(),
         }
     }
 
@@ -227,7 +238,7 @@ impl Verifier {
 
     /// Verifies a token (either form, optional scheme) at instant `now`.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Verified<'_>, Error> {
-        self.verify_bytes(token.as_bytes(), now)
+        self.verify_parsed(&UntrustedToken::parse(token)?, now)
     }
 
     /// Verifies raw bytes; bytes that are not UTF-8 are `MalformedToken`.
