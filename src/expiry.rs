@@ -194,25 +194,28 @@ fn put(buf: &mut [u8], at: usize, width: usize, mut value: u32) {
 
 /// Writes the O form of `at` (which must be in range and already floored to the tick).
 pub(crate) fn to_o_form(at: &DateTime<Utc>) -> OForm {
+    // The naive UTC view once: `DateTime<Utc>`'s own accessors each redo the offset arithmetic.
+    let t = at.naive_utc();
     let mut o: OForm = *b"0000-00-00T00:00:00.0000000Z";
-    put(&mut o, 0, 4, at.year().clamp(0, 9999) as u32);
-    put(&mut o, 5, 2, at.month());
-    put(&mut o, 8, 2, at.day());
-    put(&mut o, 11, 2, at.hour());
-    put(&mut o, 14, 2, at.minute());
-    put(&mut o, 17, 2, at.second());
+    put(&mut o, 0, 4, t.year().clamp(0, 9999) as u32);
+    put(&mut o, 5, 2, t.month());
+    put(&mut o, 8, 2, t.day());
+    put(&mut o, 11, 2, t.hour());
+    put(&mut o, 14, 2, t.minute());
+    put(&mut o, 17, 2, t.second());
     put(&mut o, 20, 7, nanos_of(at) / NANOS_PER_TICK);
     o
 }
 
 /// Writes the compact form of `at` (in range, whole minute).
 pub(crate) fn to_compact(at: &DateTime<Utc>) -> [u8; COMPACT_LEN] {
+    let t = at.naive_utc();
     let mut c = [b'0'; COMPACT_LEN];
-    put(&mut c, 0, 4, at.year().clamp(0, 9999) as u32);
-    put(&mut c, 4, 2, at.month());
-    put(&mut c, 6, 2, at.day());
-    put(&mut c, 8, 2, at.hour());
-    put(&mut c, 10, 2, at.minute());
+    put(&mut c, 0, 4, t.year().clamp(0, 9999) as u32);
+    put(&mut c, 4, 2, t.month());
+    put(&mut c, 6, 2, t.day());
+    put(&mut c, 8, 2, t.hour());
+    put(&mut c, 10, 2, t.minute());
     c
 }
 
