@@ -65,6 +65,9 @@ impl GatewayKey {
     }
 }
 
+// The key lives in `Zeroizing<String>`, wiped when the key is dropped.
+impl zeroize::ZeroizeOnDrop for GatewayKey {}
+
 impl fmt::Debug for GatewayKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("GatewayKey(<redacted>)")

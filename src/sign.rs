@@ -146,6 +146,9 @@ impl Signer {
     }
 }
 
+// The keyed HMAC states are wiped on drop (`hmac`'s `zeroize` feature); the id is not secret.
+impl zeroize::ZeroizeOnDrop for Signer {}
+
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Signer")

@@ -162,10 +162,15 @@ fn decode_signature(text: &str) -> Result<(&str, [u8; MAC_LEN]), Error> {
     })
 }
 
-/// Splits off a known scheme (any letter case) followed by one or more ASCII spaces.
+/// Splits off a known scheme (any letter case) followed by one or more ASCII spaces. A scheme
+/// name with nothing after it (what remains of `GatewayKey ` once trimmed) is a scheme too, so
+/// that it reads as the empty token it is.
 fn split_scheme(input: &str) -> (Option<Scheme>, &str) {
     for scheme in [Scheme::GatewayKey, Scheme::SharedAccessSignature] {
         let name = scheme.as_str();
+        if input.eq_ignore_ascii_case(name) {
+            return (Some(scheme), "");
+        }
         if let Some((head, after)) = input.split_at_checked(name.len()) {
             if head.eq_ignore_ascii_case(name) && after.starts_with(' ') {
                 return (Some(scheme), after.trim_start_matches(' '));

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use apim_sas::chrono::{DateTime, Utc};
-use apim_sas::{Error, ErrorKind, Target, Verifier};
+use apim_sas::{Error, ErrorKind, Target, Verifier, MAX_TOKEN_LEN};
 
 use super::input::{next_line, trim, Line};
 use super::print;
@@ -25,7 +25,7 @@ const BATCH_LINES: usize = 2048;
 enum Item {
     /// A line's bytes in the batch's buffer.
     Span(usize, usize),
-    /// A line longer than the reader keeps.
+    /// A line longer than a token can be.
     TooLong,
 }
 
@@ -63,9 +63,14 @@ fn read_batches(mut input: impl BufRead, batches: SyncSender<Batch>) -> io::Resu
             match next_line(&mut input, &mut line)? {
                 None => break,
                 Some(Line::TooLong) => batch.items.push(Item::TooLong),
+                // Too long once trimmed: refused without being kept, so that a batch holds at
+                // most BATCH_LINES tokens of at most 1024 bytes.
+                Some(Line::Text) if trim(&line).len() > MAX_TOKEN_LEN => {
+                    batch.items.push(Item::TooLong)
+                }
                 Some(Line::Text) => {
                     let start = batch.data.len();
-                    batch.data.extend_from_slice(&line);
+                    batch.data.extend_from_slice(trim(&line));
                     batch.items.push(Item::Span(start, batch.data.len()));
                 }
             }
@@ -98,7 +103,7 @@ fn verify_batch(verifier: &Verifier, batch: Batch, now: DateTime<Utc>) -> Done {
         let result = match *item {
             Item::Span(start, end) => {
                 let bytes = batch.data.get(start..end).unwrap_or_default();
-                verifier.verify_bytes(trim(bytes), now)
+                verifier.verify_bytes(bytes, now)
             }
             Item::TooLong => Err(too_long()),
         };
