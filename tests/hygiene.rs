@@ -11,7 +11,10 @@ const CANARY: &str = "CANARY-7d1e-never-print-me";
 #[track_caller]
 fn clean(what: &str, text: String) {
     assert!(!text.contains(CANARY), "{what} leaks the key: {text}");
-    assert!(!text.contains("7d1e"), "{what} leaks part of the key: {text}");
+    assert!(
+        !text.contains("7d1e"),
+        "{what} leaks part of the key: {text}"
+    );
 }
 
 #[test]
@@ -24,9 +27,16 @@ fn no_output_carries_the_key() {
     verifier.insert("gw1", KeyType::Primary, &key).unwrap();
     clean("Verifier Debug", format!("{verifier:?}"));
     let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 0, 0).unwrap();
-    let token = signer.sign(now + TimeDelta::days(1), Format::Compact).unwrap();
+    let token = signer
+        .sign(now + TimeDelta::days(1), Format::Compact)
+        .unwrap();
     clean("Token", format!("{token} {token:?}"));
-    let source = TokenSource::new(signer.clone(), Format::Uid, TimeDelta::days(1), TimeDelta::hours(1));
+    let source = TokenSource::new(
+        signer.clone(),
+        Format::Uid,
+        TimeDelta::days(1),
+        TimeDelta::hours(1),
+    );
     source.token(now).unwrap();
     clean("TokenSource Debug", format!("{source:?}"));
 
@@ -36,7 +46,11 @@ fn no_output_carries_the_key() {
     clean("Keystore Debug", format!("{store:?}"));
 
     // Errors about keys never quote them.
-    for bad in [format!("{CANARY}\n"), format!("\t{CANARY}"), format!("{CANARY}\u{0}")] {
+    for bad in [
+        format!("{CANARY}\n"),
+        format!("\t{CANARY}"),
+        format!("{CANARY}\u{0}"),
+    ] {
         let err = GatewayKey::new(bad).unwrap_err();
         clean("key error", format!("{err} {err:?} {}", err.message()));
     }

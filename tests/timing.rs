@@ -20,7 +20,11 @@ fn forge(token: &str, i: usize) -> String {
     let old = token.as_bytes()[at];
     // In the last data character only the top 2 bits are data: flip one of them.
     let new = if i == 85 {
-        if old == b'A' { b'g' } else { b'A' }
+        if old == b'A' {
+            b'g'
+        } else {
+            b'A'
+        }
     } else if old == b'A' {
         b'B'
     } else {
@@ -33,7 +37,8 @@ fn forge(token: &str, i: usize) -> String {
 
 fn welch_t(a: &[f64], b: &[f64]) -> f64 {
     let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
-    let var = |x: &[f64], m: f64| x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() - 1) as f64;
+    let var =
+        |x: &[f64], m: f64| x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() - 1) as f64;
     let (ma, mb) = (mean(a), mean(b));
     let (va, vb) = (var(a, ma), var(b, mb));
     (ma - mb) / (va / a.len() as f64 + vb / b.len() as f64).sqrt()
@@ -61,7 +66,10 @@ fn forged_signatures_are_refused_in_constant_time() {
     let first = forge(&token, 0);
     let last = forge(&token, 85);
     for forged in [&first, &last] {
-        assert_eq!(verifier.verify(forged, now).unwrap_err().code(), "SignatureMismatch");
+        assert_eq!(
+            verifier.verify(forged, now).unwrap_err().code(),
+            "SignatureMismatch"
+        );
     }
 
     const ROUNDS: usize = 20_000;
@@ -85,7 +93,11 @@ fn forged_signatures_are_refused_in_constant_time() {
                     black_box(verifier.verify(black_box(token), now).is_err());
                 }
                 let ns = start.elapsed().as_nanos() as f64 / BATCH as f64;
-                if is_first { a.push(ns) } else { b.push(ns) }
+                if is_first {
+                    a.push(ns)
+                } else {
+                    b.push(ns)
+                }
             }
         }
         let (a, b) = (trimmed(a), trimmed(b));
@@ -99,6 +111,9 @@ fn forged_signatures_are_refused_in_constant_time() {
         runs.push(t);
     }
     for t in &runs {
-        assert!(t.abs() < 4.5, "timing depends on where the signature differs: t = {runs:?}");
+        assert!(
+            t.abs() < 4.5,
+            "timing depends on where the signature differs: t = {runs:?}"
+        );
     }
 }
