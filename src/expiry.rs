@@ -156,29 +156,30 @@ fn nanos_of(at: &DateTime<Utc>) -> u32 {
 /// Floors to the 100 ns tick the O form can carry.
 pub(crate) fn floor_to_tick(at: DateTime<Utc>) -> DateTime<Utc> {
     let nanos = nanos_of(&at);
-    at.with_nanosecond(nanos - nanos % NANOS_PER_TICK)
-        .unwrap_or(at)
+    // On the naive UTC value: `DateTime<Utc>`'s own `with_*` redo the offset arithmetic.
+    at.naive_utc()
+        .with_nanosecond(nanos - nanos % NANOS_PER_TICK)
+        .map_or(at, |t| t.and_utc())
 }
 
 /// Floors to the whole minute the compact form can carry.
 pub(crate) fn floor_to_minute(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.with_second(0)
+    at.naive_utc()
+        .with_second(0)
         .and_then(|t| t.with_nanosecond(0))
-        .unwrap_or(at)
+        .map_or(at, |t| t.and_utc())
 }
 
 /// Checks the year is representable (0001–9999), for instants supplied by callers.
 pub(crate) fn check_range(at: &DateTime<Utc>) -> Result<(), Error> {
-    if (1..=9999).contains(&at.year()) {
+    let year = at.naive_utc().year();
+    if (1..=9999).contains(&year) {
         Ok(())
     } else {
         Err(Error::request(
             ErrorKind::InvalidExpiry,
             Target::Expiry,
-            format!(
-                "expiry: year {} is outside 0001-9999, the range a token can carry",
-                at.year()
-            ),
+            format!("expiry: year {year} is outside 0001-9999, the range a token can carry"),
         ))
     }
 }

@@ -9,10 +9,19 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Target};
 
-/// HMAC-SHA512 keyed with a gateway key: the inner and outer states, computed once.
+/// HMAC-SHA512 keyed with a gateway key: the inner and outer SHA-512 states, computed once
+/// (the `hmac` crate's block-level core, 160 bytes, without the message buffer a full `Hmac`
+/// carries: a keystore holds two per gateway).
 ///
-/// As secret as the key itself: `hmac`'s `zeroize` feature wipes it on drop.
-pub(crate) type KeyedMac = Hmac<Sha512>;
+/// As secret as the key itself: the SHA-512 states are wiped on drop (sha2's `zeroize`).
+pub(crate) type KeyedMac = hmac::block_api::HmacCore<Sha512>;
+
+/// A fresh HMAC over `keyed`, ready for one message.
+#[inline]
+pub(crate) fn start(keyed: &KeyedMac) -> Hmac<Sha512> {
+    use hmac::digest::block_api::CoreProxy;
+    Hmac::compose(keyed.clone(), Default::default())
+}
 
 /// A gateway key: the secret every token of a gateway is signed with.
 ///

@@ -20,8 +20,8 @@ use crate::verify::Policy;
 /// Returns the keyed MAC with the string absorbed; the caller finalizes or verifies it. Both
 /// forms sign the same string, which is why converting a token between them needs no key.
 #[inline]
-pub(crate) fn mac_over(keyed: &KeyedMac, id: &[u8], o_form: &OForm) -> KeyedMac {
-    let mut mac = keyed.clone();
+pub(crate) fn mac_over(keyed: &KeyedMac, id: &[u8], o_form: &OForm) -> hmac::Hmac<sha2::Sha512> {
+    let mut mac = crate::key::start(keyed);
     mac.update(id);
     mac.update(b"\n");
     mac.update(o_form);

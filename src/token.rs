@@ -96,9 +96,10 @@ pub(crate) fn id_problem(id: &[u8]) -> Option<&'static str> {
         Some("id: the gateway id is empty")
     } else if id.len() > MAX_ID_LEN {
         Some("id: the gateway id is longer than 80 bytes")
-    } else if id.iter().fold(false, |bad, &b| {
-        bad | (b.wrapping_sub(0x21) >= 0x5e) | (b == b'&')
-    }) {
+    } else if id.iter().fold(0u8, |bad, &b| {
+        bad | u8::from(b.wrapping_sub(0x21) >= 0x5e) | u8::from(b == b'&')
+    }) != 0
+    {
         Some("id: the gateway id must be printable ASCII without spaces or '&'")
     } else if id.starts_with(b"uid=") {
         Some("id: the gateway id must not start with 'uid='")
@@ -186,10 +187,10 @@ fn split_scheme(input: &str) -> (Option<Scheme>, &str) {
 /// followed by a space at the start, where no scheme was recognised, is an unknown scheme.
 fn check_characters(text: &str, scheme: Option<Scheme>) -> Result<(), Error> {
     // Without early exit, so that it vectorises: all bytes printable ASCII.
-    let clean = text
+    let outside = text
         .bytes()
-        .fold(true, |ok, b| ok & (b.wrapping_sub(0x21) < 0x5e));
-    if clean {
+        .fold(0u8, |acc, b| acc | u8::from(b.wrapping_sub(0x21) >= 0x5e));
+    if outside == 0 {
         return Ok(());
     }
     if let Some(space) = text.find(char::is_whitespace) {
