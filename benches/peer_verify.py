@@ -69,12 +69,14 @@ def verify(args) -> None:
     now = epoch(args.now.replace("Z", ".0000000Z") if "." not in args.now else args.now)
     source = open(args.input, "rb") if args.input else sys.stdin.buffer
     write = sys.stdout.write
+    epochs = {}  # the expiry's instant, computed once per distinct expiry
     for n, raw in enumerate(source, 1):
         line = raw.strip().decode("utf-8", "replace")
         code = None
-        if line.lower().startswith("gatewaykey "):
+        head = line[:22].lower()
+        if head.startswith("gatewaykey "):
             line = line[11:].lstrip(" ")
-        elif line.lower().startswith("sharedaccesssignature "):
+        elif head.startswith("sharedaccesssignature "):
             line = line[22:].lstrip(" ")
         parts = line.split("&")
         if not line:
@@ -110,7 +112,9 @@ def verify(args) -> None:
                 if matched is None:
                     code = "SignatureMismatch"
                 else:
-                    e = epoch(o)
+                    e = epochs.get(o)
+                    if e is None:
+                        e = epochs[o] = epoch(o)
                     if now >= e + LEEWAY:
                         code = "TokenExpired"
                     elif e - now > MAX_LIFETIME + LEEWAY:
