@@ -3,23 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use serde::Deserialize;
+mod common;
+
+use common::{load, Vector};
 use serde_json::Value;
 
 /// Appears in every key file these tests write; must appear in no output, error or warning.
 const CANARY: &str = "CANARY-KEY-0f3a9c71-never-print-me";
 const NOW: &str = "2026-04-21T00:00:00Z";
-
-#[derive(Debug, Deserialize)]
-struct Vector {
-    id: String,
-    key: String,
-    expiry: String,
-    format: String,
-    token: String,
-    expiry_o: String,
-    now: String,
-}
 
 struct Run {
     code: i32,
@@ -138,9 +129,7 @@ fn assert_error(r: &Run, exit: i32, code: &str, target: &str) {
 
 #[test]
 fn mint_matches_the_python_vectors_from_every_key_source() {
-    let vectors: Vec<Vector> =
-        serde_json::from_str(&std::fs::read_to_string("tests/vectors/golden.json").unwrap())
-            .unwrap();
+    let vectors: Vec<Vector> = load("tests/vectors/golden.json");
     let env = Env::new();
     for (i, v) in vectors.iter().enumerate() {
         if v.now >= v.expiry_o.replace(".0000000Z", "Z")

@@ -4,23 +4,9 @@
 
 use apim_sas::chrono::{DateTime, Utc};
 use apim_sas::{o_form, Format, GatewayKey, KeyType, Policy, Signer, UntrustedToken, Verifier};
-use serde::Deserialize;
+mod common;
 
-#[derive(Debug, Deserialize)]
-struct Vector {
-    id: String,
-    key: String,
-    expiry: String,
-    format: String,
-    token: String,
-    expiry_o: String,
-    now: String,
-}
-
-fn load(path: &str) -> Vec<Vector> {
-    let text = std::fs::read_to_string(path).expect("vector file");
-    serde_json::from_str(&text).expect("vector JSON")
-}
+use common::{load, Vector};
 
 fn instant(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
