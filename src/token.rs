@@ -549,7 +549,9 @@ impl Token {
     /// The signature, 88 characters of base64.
     pub fn signature(&self) -> &str {
         let len = self.text.len();
-        self.text.get(len.saturating_sub(SIGNATURE_LEN)..).unwrap_or_default()
+        self.text
+            .get(len.saturating_sub(SIGNATURE_LEN)..)
+            .unwrap_or_default()
     }
 
     /// The token with a scheme in front, e.g. `GatewayKey gw1&…` (one space, as on output).
