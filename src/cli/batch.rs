@@ -13,9 +13,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use apim_sas::chrono::{DateTime, Utc};
-use apim_sas::{Error, ErrorKind, Target, Verifier, MAX_TOKEN_LEN};
+use apim_sas::{Verifier, MAX_TOKEN_LEN};
 
-use super::input::{next_line, trim, Line};
+use super::input::{next_line, too_long, trim, Line};
 use super::print;
 
 /// Lines per batch: large enough to amortise channel traffic, small enough to keep both cores
@@ -85,15 +85,6 @@ fn read_batches(mut input: impl BufRead, batches: SyncSender<Batch>) -> io::Resu
         }
     }
     Ok(())
-}
-
-fn too_long() -> Error {
-    Error::custom(
-        ErrorKind::TokenTooLong,
-        Target::Token,
-        401,
-        "token: longer than 1024 bytes",
-    )
 }
 
 fn verify_batch(verifier: &Verifier, batch: Batch, now: DateTime<Utc>) -> Done {

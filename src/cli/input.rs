@@ -3,13 +3,23 @@
 
 use std::io::{self, BufRead, Read};
 
-use apim_sas::MAX_TOKEN_LEN;
+use apim_sas::{Error, ErrorKind, Target, MAX_TOKEN_LEN};
 
 /// How much of one line is kept: a token (1024 bytes) with generous surrounding whitespace.
 /// Anything longer is too long whatever it holds, and is skipped, not stored.
 pub(crate) const LINE_LIMIT: usize = 16 * 1024;
 
 const _: () = assert!(LINE_LIMIT > MAX_TOKEN_LEN);
+
+/// The refusal of input longer than a token can be, whose bytes were not kept to be parsed.
+pub(crate) fn too_long() -> Error {
+    Error::custom(
+        ErrorKind::TokenTooLong,
+        Target::Token,
+        401,
+        "token: longer than 1024 bytes",
+    )
+}
 
 /// Trims surrounding ASCII whitespace (a trailing newline, a `\r`).
 pub(crate) fn trim(bytes: &[u8]) -> &[u8] {

@@ -261,12 +261,7 @@ fn token_text(arg: Option<&str>) -> Result<Cow<'_, [u8]>, Failure> {
         Some(text) if text != "-" => Ok(Cow::Borrowed(text.as_bytes())),
         _ => match input::read_bounded(io::stdin().lock()) {
             Ok(input::Read1::Text(bytes)) => Ok(Cow::Owned(input::trim(&bytes).to_vec())),
-            Ok(input::Read1::TooLong) => Err(Failure::token(Error::custom(
-                ErrorKind::TokenTooLong,
-                Target::Token,
-                401,
-                "token: longer than 1024 bytes",
-            ))),
+            Ok(input::Read1::TooLong) => Err(Failure::token(input::too_long())),
             Err(e) => Err(Failure::usage(Error::custom(
                 ErrorKind::MalformedToken,
                 Target::Token,
