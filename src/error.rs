@@ -61,6 +61,11 @@ pub enum ErrorKind {
     ExpiryNotWholeMinute,
     /// A key file or keystore that cannot be read or parsed.
     InvalidKeyFile,
+    /// The command's own input (`--input`, stdin, `renew --file`) cannot be read.
+    UnreadableInput,
+    /// A flag value the command cannot use: a Kubernetes name, a label, an option the chosen
+    /// output ignores.
+    InvalidArgument,
 }
 
 impl ErrorKind {
@@ -87,11 +92,14 @@ impl ErrorKind {
             ErrorKind::InvalidExpiry => "InvalidExpiry",
             ErrorKind::ExpiryNotWholeMinute => "ExpiryNotWholeMinute",
             ErrorKind::InvalidKeyFile => "InvalidKeyFile",
+            ErrorKind::UnreadableInput => "UnreadableInput",
+            ErrorKind::InvalidArgument => "InvalidArgument",
         }
     }
 
-    /// Every kind, in the order of DESIGN §2.
-    pub const ALL: [ErrorKind; 20] = [
+    /// Every kind, in the order of the error table (`docs/format.md`). A slice, so that a new
+    /// kind does not change its type.
+    pub const ALL: &'static [ErrorKind] = &[
         ErrorKind::EmptyToken,
         ErrorKind::TokenTooLong,
         ErrorKind::MalformedToken,
@@ -112,6 +120,8 @@ impl ErrorKind {
         ErrorKind::InvalidExpiry,
         ErrorKind::ExpiryNotWholeMinute,
         ErrorKind::InvalidKeyFile,
+        ErrorKind::UnreadableInput,
+        ErrorKind::InvalidArgument,
     ];
 }
 

@@ -388,6 +388,8 @@ fn every_kind_has_its_design_code() {
             "InvalidExpiry",
             "ExpiryNotWholeMinute",
             "InvalidKeyFile",
+            "UnreadableInput",
+            "InvalidArgument",
         ]
     );
 }
