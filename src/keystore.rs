@@ -16,7 +16,8 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Target};
 use crate::key::{GatewayKey, KeyType};
-use crate::verify::{Policy, Verifier};
+use crate::policy::Policy;
+use crate::verify::Verifier;
 
 const PAIR_SHAPE: &str = r#"expected {"primary": "<key>", "secondary": "<key>"}"#;
 const STORE_SHAPE: &str =

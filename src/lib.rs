@@ -91,20 +91,22 @@ mod expiry;
 mod key;
 #[cfg(feature = "keystore")]
 mod keystore;
+mod policy;
 mod sign;
 mod source;
 mod token;
 mod verify;
 
 pub use error::{Error, ErrorKind, Target};
-pub use expiry::o_form;
+pub use expiry::{human_duration, o_form};
 pub use key::{GatewayKey, KeyType};
 #[cfg(feature = "keystore")]
 pub use keystore::{KeyPair, Keystore};
+pub use policy::Policy;
 pub use sign::Signer;
 pub use source::TokenSource;
 pub use token::{Format, Scheme, Token, UntrustedToken, MAX_ID_LEN, MAX_TOKEN_LEN, SIGNATURE_LEN};
-pub use verify::{Policy, Verified, Verifier};
+pub use verify::{Verified, Verifier};
 
 /// Re-exported so that callers name the same `chrono` types the API takes.
 pub use chrono;

@@ -8,8 +8,8 @@ use hmac::Mac;
 use crate::error::{Error, ErrorKind, Op, Target};
 use crate::expiry::{self, OForm};
 use crate::key::{GatewayKey, KeyedMac};
+use crate::policy::Policy;
 use crate::token::{self, Format, Token, SIGNATURE_LEN};
-use crate::verify::Policy;
 
 /// The one place that defines what a signature covers (DESIGN §1):
 ///

@@ -5,9 +5,9 @@ use std::sync::Mutex;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::error::Error;
+use crate::policy::Policy;
 use crate::sign::Signer;
 use crate::token::{Format, Token};
-use crate::verify::Policy;
 
 /// Hands out the same token until its remaining lifetime falls below a margin, then mints a
 /// fresh one. Thread-safe through `&self`.

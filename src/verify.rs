@@ -1,4 +1,4 @@
-//! Verification and policy: the [`Verifier`] keystore, the [`Policy`], the [`Verified`] result.
+//! Verification: the [`Verifier`] keystore and the [`Verified`] result.
 
 use std::collections::HashMap;
 
@@ -7,140 +7,9 @@ use hmac::Mac;
 
 use crate::error::{Error, ErrorKind, Op, Target};
 use crate::key::{GatewayKey, KeyType, KeyedMac};
+use crate::policy::Policy;
 use crate::sign::{check_id_for, mac_over};
 use crate::token::{Format, UntrustedToken};
-
-/// The lifetime rules a [`Verifier`] applies (and [`Signer::mint`](crate::Signer::mint) the
-/// `max_lifetime` of).
-///
-/// A token is valid while `now < expiry + leeway`, and refused when its expiry lies more than
-/// `max_lifetime + leeway` ahead of `now` (no legitimate issuer grants that).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    /// Clock skew tolerated after expiry, and beyond the maximum lifetime. Defaults to 60 seconds.
-    pub leeway: TimeDelta,
-    /// The longest lifetime a token may claim, `None` for no limit. Defaults to 30 days (Azure's
-    /// own limit for gateway tokens).
-    pub max_lifetime: Option<TimeDelta>,
-}
-
-impl Policy {
-    /// The default leeway: 60 seconds.
-    pub const DEFAULT_LEEWAY: TimeDelta = TimeDelta::seconds(60);
-    /// The default maximum lifetime: 30 days.
-    pub const DEFAULT_MAX_LIFETIME: TimeDelta = TimeDelta::days(30);
-
-    /// Leeway 60 s, maximum lifetime 30 days.
-    pub const fn new() -> Policy {
-        Policy {
-            leeway: Policy::DEFAULT_LEEWAY,
-            max_lifetime: Some(Policy::DEFAULT_MAX_LIFETIME),
-        }
-    }
-
-    /// The checks [`Signer::mint`](crate::Signer::mint) makes of an expiry, without a key:
-    /// floored for `format`, it must be after `now` (`ExpiryInPast`) and at most `max_lifetime`
-    /// ahead (`ExpiryTooFar`); outside the years 0001–9999 it is `InvalidExpiry`. Status 400.
-    /// Returns the floored expiry.
-    pub fn check_mint(
-        &self,
-        expiry: DateTime<Utc>,
-        format: Format,
-        now: DateTime<Utc>,
-    ) -> Result<DateTime<Utc>, Error> {
-        crate::expiry::check_range(&expiry)?;
-        let floored = format.floor(expiry);
-        let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-        if floored <= now {
-            return Err(Error::request(
-                ErrorKind::ExpiryInPast,
-                Target::Expiry,
-                format!(
-                    "expiry: {} is not after now ({})",
-                    stamp(floored),
-                    stamp(now)
-                ),
-            ));
-        }
-        if let Some(max) = self.max_lifetime {
-            if floored.signed_duration_since(now) > max {
-                return Err(Error::request(
-                    ErrorKind::ExpiryTooFar,
-                    Target::Expiry,
-                    format!(
-                        "expiry: {} is more than the maximum lifetime ({}) ahead of now ({})",
-                        stamp(floored),
-                        describe(max),
-                        stamp(now)
-                    ),
-                ));
-            }
-        }
-        Ok(floored)
-    }
-
-    /// Checks an authentic token's expiry against `now`: `TokenExpired`, then `ExpiryTooFar`.
-    pub fn check(&self, expiry: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), Error> {
-        // In nanoseconds as i128: exact for every instant and duration chrono holds, with no
-        // overflow, and far cheaper than chrono's own subtraction on the hot path.
-        let (expiry, now) = (nanos(&expiry), nanos(&now));
-        let leeway = delta_nanos(self.leeway);
-        if now - expiry >= leeway {
-            return Err(Error::token(
-                ErrorKind::TokenExpired,
-                Target::Expiry,
-                "expiry: the token has expired",
-            ));
-        }
-        if let Some(max) = self.max_lifetime {
-            if expiry - now > delta_nanos(max) + leeway {
-                return Err(Error::token(
-                    ErrorKind::ExpiryTooFar,
-                    Target::Expiry,
-                    "expiry: further ahead than the maximum lifetime allows",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn nanos(at: &DateTime<Utc>) -> i128 {
-    i128::from(at.timestamp()) * 1_000_000_000 + i128::from(at.timestamp_subsec_nanos())
-}
-
-fn delta_nanos(d: TimeDelta) -> i128 {
-    i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
-}
-
-impl Default for Policy {
-    fn default() -> Policy {
-        Policy::new()
-    }
-}
-
-/// A short human form of a duration: `30d`, `1d 12h`, `90s`.
-pub(crate) fn describe(d: TimeDelta) -> String {
-    let mut secs = d.num_seconds();
-    let sign = if secs < 0 { "-" } else { "" };
-    secs = secs.abs();
-    let parts = [
-        (secs / 86_400, "d"),
-        (secs / 3_600 % 24, "h"),
-        (secs / 60 % 60, "m"),
-        (secs % 60, "s"),
-    ];
-    let text: Vec<String> = parts
-        .iter()
-        .filter(|(n, _)| *n != 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect();
-    if text.is_empty() {
-        "0s".to_owned()
-    } else {
-        format!("{sign}{}", text.join(" "))
-    }
-}
 
 /// The keyed states of one gateway's two keys, computed at insert.
 #[derive(Clone, Default)]

@@ -245,10 +245,7 @@ fn expiry_too_far() {
         400,
     );
     // Off: no limit.
-    let open = Policy {
-        max_lifetime: None,
-        ..Policy::default()
-    };
+    let open = Policy::new().with_max_lifetime(None);
     assert!(signer.mint(far, Format::Compact, now(), &open).is_ok());
 }
 

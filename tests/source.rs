@@ -70,9 +70,6 @@ fn a_lifetime_beyond_the_policy_is_refused() {
         TimeDelta::days(31),
         TimeDelta::hours(1),
     )
-    .with_policy(Policy {
-        max_lifetime: None,
-        ..Policy::default()
-    });
+    .with_policy(Policy::new().with_max_lifetime(None));
     assert_eq!(open.token(now).unwrap().expiry(), now + TimeDelta::days(31));
 }

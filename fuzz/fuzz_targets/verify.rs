@@ -25,10 +25,7 @@ fn now() -> DateTime<Utc> {
 fn verifier() -> &'static Verifier {
     static V: OnceLock<Verifier> = OnceLock::new();
     V.get_or_init(|| {
-        let mut v = Verifier::new(Policy {
-            max_lifetime: None,
-            ..Policy::default()
-        });
+        let mut v = Verifier::new(Policy::new().with_max_lifetime(None));
         for (id, primary, secondary) in GATEWAYS {
             v.insert(id, KeyType::Primary, &GatewayKey::new(primary).unwrap())
                 .unwrap();

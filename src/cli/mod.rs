@@ -124,13 +124,10 @@ fn mint(args: MintArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
         (None, None) => values::add("--ttl", now, Policy::DEFAULT_MAX_LIFETIME),
     }
     .map_err(Failure::usage)?;
-    let policy = Policy {
-        max_lifetime: match &args.max_lifetime {
-            Some(text) => values::limit("--max-lifetime", text).map_err(Failure::usage)?,
-            None => Some(Policy::DEFAULT_MAX_LIFETIME),
-        },
-        ..Policy::default()
-    };
+    let policy = Policy::new().with_max_lifetime(match &args.max_lifetime {
+        Some(text) => values::limit("--max-lifetime", text).map_err(Failure::usage)?,
+        None => Some(Policy::DEFAULT_MAX_LIFETIME),
+    });
     policy
         .check_mint(expiry, format, now)
         .map_err(Failure::usage)?;
@@ -214,11 +211,11 @@ fn verifier(args: &VerifyArgs, policy: Policy) -> Result<Verifier, Failure> {
 }
 
 fn verify(args: VerifyArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
-    let policy = Policy {
-        leeway: values::duration("--leeway", &args.leeway).map_err(Failure::usage)?,
-        max_lifetime: values::limit("--max-lifetime", &args.max_lifetime)
-            .map_err(Failure::usage)?,
-    };
+    let policy = Policy::new()
+        .with_leeway(values::duration("--leeway", &args.leeway).map_err(Failure::usage)?)
+        .with_max_lifetime(
+            values::limit("--max-lifetime", &args.max_lifetime).map_err(Failure::usage)?,
+        );
     let verifier = verifier(&args, policy)?;
 
     if args.batch {

@@ -8,7 +8,9 @@ use apim_sas::chrono::{DateTime, TimeDelta, Utc};
 use apim_sas::{Error, Format, KeyType, Scheme, Token, UntrustedToken, Verified};
 use serde::Serialize;
 
-use super::values::{human, rfc3339, seconds_until};
+use apim_sas::human_duration as human;
+
+use super::values::{rfc3339, seconds_until};
 
 /// Azure's ErrorResponse body: `{"code", "message", "target"}`.
 #[derive(Serialize)]
@@ -413,10 +415,7 @@ mod tests {
     fn batch_line_matches_serde() {
         let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 0, 0).unwrap();
         let key = GatewayKey::new("k").unwrap();
-        let mut verifier = Verifier::new(Policy {
-            max_lifetime: None,
-            ..Policy::default()
-        });
+        let mut verifier = Verifier::new(Policy::new().with_max_lifetime(None));
         let ids = ["gw1", "we\"ird\\id", "x"];
         let mut tokens = Vec::new();
         for (i, id) in ids.iter().enumerate() {

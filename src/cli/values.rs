@@ -51,24 +51,3 @@ pub(crate) fn seconds_until(at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(apim_sas::chrono::SecondsFormat::AutoSi, true)
 }
-
-/// A short human duration: `29d 23h 59m`, `45s`.
-pub(crate) fn human(d: TimeDelta) -> String {
-    let secs = d.num_seconds().unsigned_abs();
-    let (days, hours, minutes, seconds) =
-        (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    let mut parts = Vec::new();
-    if days > 0 {
-        parts.push(format!("{days}d"));
-    }
-    if hours > 0 {
-        parts.push(format!("{hours}h"));
-    }
-    if minutes > 0 && days == 0 {
-        parts.push(format!("{minutes}m"));
-    }
-    if parts.is_empty() {
-        parts.push(format!("{seconds}s"));
-    }
-    parts.join(" ")
-}
