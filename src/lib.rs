@@ -72,6 +72,15 @@
 //! # Ok::<(), apim_sas::Error>(())
 //! ```
 //!
+//! # Verify inside an HTTP server (feature `tower`)
+//!
+//! [`layer::VerifyLayer`] is a tower layer for axum, hyper and tonic servers: it reads the token
+//! from a request header, verifies it against keys that can be swapped while requests run
+//! ([`layer::SharedVerifier`]), hands the handler an owned [`layer::GatewayIdentity`] in the
+//! request's extensions, and answers every refusal itself with `401`, a
+//! `WWW-Authenticate: SharedAccessSignature error="<Code>"` challenge and Azure's ErrorResponse
+//! JSON. `apim-sas serve` is built on it. See `examples/axum_guard.rs`.
+//!
 //! # Choices where the contract is silent
 //!
 //! - Input that is only whitespace is `EmptyToken`, as it is for the command line (which trims).
@@ -91,6 +100,8 @@ mod expiry;
 mod key;
 #[cfg(feature = "keystore")]
 mod keystore;
+#[cfg(feature = "tower")]
+pub mod layer;
 mod policy;
 mod sign;
 mod source;
