@@ -195,6 +195,16 @@ fn split_scheme(input: &str) -> (Option<Scheme>, &str) {
     (None, input)
 }
 
+/// Whether what follows `SharedAccessSignature ` is the portal form's parameter list (its
+/// parameter names in any case, so that `Token="…"` is refused as the portal form it tries to be).
+fn is_portal(params: &str) -> bool {
+    ["token=", "refresh="].iter().any(|name| {
+        params
+            .get(..name.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(name))
+    })
+}
+
 /// The token inside the developer portal's spelling, `token="…"` with an optional
 /// `,refresh="true"` or `,refresh="false"` after it and nothing else. Parameter names are lower
 /// case, the quotes are required, and the inner token is a bare one (a scheme or a nested portal
@@ -321,7 +331,7 @@ impl<'a> UntrustedToken<'a> {
     pub fn parse(token: &'a str) -> Result<UntrustedToken<'a>, Error> {
         check_size(token.as_bytes())?;
         let (scheme, rest) = match split_scheme(token) {
-            (Some(Scheme::SharedAccessSignature), params) if params.starts_with("token=") => {
+            (Some(Scheme::SharedAccessSignature), params) if is_portal(params) => {
                 (Some(Scheme::Portal), portal_token(params)?)
             }
             split => split,

@@ -123,6 +123,8 @@ pub(crate) enum SchemeArg {
     GatewayKey,
     /// "SharedAccessSignature <token>", for the management API's Authorization header
     Sas,
+    /// SharedAccessSignature token="<token>",refresh="true", the developer portal's spelling
+    Portal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,6 +151,7 @@ impl SchemeArg {
             SchemeArg::None => None,
             SchemeArg::GatewayKey => Some(Scheme::GatewayKey),
             SchemeArg::Sas => Some(Scheme::SharedAccessSignature),
+            SchemeArg::Portal => Some(Scheme::Portal),
         }
     }
 }
