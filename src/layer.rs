@@ -218,7 +218,7 @@ impl Config {
 }
 
 fn challenge(kind: ErrorKind) -> Option<HeaderValue> {
-    HeaderValue::try_from(format!("SharedAccessSignature error=\"{}\"", kind.code())).ok()
+    HeaderValue::try_from(format!("SharedAccessSignature error=\"{}\"", kind.as_str())).ok()
 }
 
 /// A tower [`Layer`] that verifies each request's token; see the [module docs](self).
@@ -339,20 +339,18 @@ fn token_of<'h>(headers: &'h HeaderMap, names: &[HeaderName]) -> Result<&'h [u8]
         let mut values = headers.get_all(name).iter();
         if let Some(value) = values.next() {
             if values.next().is_some() {
-                return Err(Error::custom(
+                return Err(Error::token(
                     ErrorKind::MalformedToken,
                     Target::Token,
-                    401,
                     "token: the header is given more than once",
                 ));
             }
             return Ok(value.as_bytes());
         }
     }
-    Err(Error::custom(
+    Err(Error::token(
         ErrorKind::EmptyToken,
         Target::Token,
-        401,
         "token: no token header in the request",
     ))
 }
