@@ -80,6 +80,18 @@ Examples:
   apim-sas convert --to compact --scheme gateway-key 'uid=gw1&ex=2026-05-20T00:44:00.0000000Z&sn=…'")]
     Convert(ConvertArgs),
 
+    /// Answer a gateway's auth subrequests (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz)
+    #[command(after_help = "\
+Endpoints: /verify and /verify/* (any method): 200 with X-Apim-Gateway-Id, X-Apim-Key-Type,
+X-Apim-Token-Expiry, X-Apim-Token-Format, or 401 with the error code; GET /healthz, /readyz,
+/metrics (Prometheus). Keys reload on SIGHUP and when the key file changes; SIGTERM drains.
+
+Examples:
+  apim-sas serve --keystore /etc/apim-sas/gateways.json
+  apim-sas serve --id gw1 --keys /var/run/secrets/gw1/keys.json --listen 127.0.0.1:8089 \\
+      --header X-Apim-Token --header Authorization --log-format json")]
+    Serve(super::serve::ServeArgs),
+
     /// Print a shell completion script
     #[command(after_help = "\
 Examples:

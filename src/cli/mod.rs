@@ -11,6 +11,7 @@ mod inspect;
 mod keys;
 mod mint;
 mod print;
+mod serve;
 mod values;
 mod verify;
 
@@ -31,6 +32,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Inspect(a) => a.output == Output::Json,
         Command::Convert(a) => a.output == Output::Json,
         Command::Completions(_) => false,
+        Command::Serve(_) => false,
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -52,5 +54,6 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Inspect(args) => inspect::run(args, now),
         Command::Convert(args) => convert::run(args),
         Command::Completions(args) => completions::run(args),
+        Command::Serve(args) => serve::run(args, cli.now.is_some().then_some(now)),
     }
 }
