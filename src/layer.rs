@@ -49,7 +49,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use http::{Method, Request, Response, StatusCode, Uri};
 use pin_project_lite::pin_project;
 pub use tower_layer::Layer;
@@ -378,7 +380,9 @@ pub fn error_body(error: &Error) -> Bytes {
         },
     };
     // Serializing three strings cannot fail; an empty body would still be a 401.
-    serde_json::to_vec(&body).map(Bytes::from).unwrap_or_default()
+    serde_json::to_vec(&body)
+        .map(Bytes::from)
+        .unwrap_or_default()
 }
 
 /// What a refusal answers, kept so the response can be built when the future is polled.

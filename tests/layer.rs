@@ -11,8 +11,8 @@ use std::time::Duration;
 use apim_sas::chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use apim_sas::layer::{GatewayIdentity, SharedVerifier, Verification, VerifyLayer};
 use apim_sas::{Format, GatewayKey, KeyType, Policy, Scheme, Signer, Verifier};
-use axum::routing::any;
 use axum::extract::State;
+use axum::routing::any;
 use axum::{Extension, Router};
 
 fn now() -> DateTime<Utc> {
@@ -171,7 +171,15 @@ fn refusals_answer_401_with_the_code_and_never_reach_the_handler() {
     let reached = Arc::new(AtomicUsize::new(0));
     let addr = serve_counting(gw1_layer(), Arc::clone(&reached));
     let agent = agent();
-    assert_eq!(get(&agent, addr, &[("Authorization", &token("gw1", K1, Format::Uid))]).status, 200);
+    assert_eq!(
+        get(
+            &agent,
+            addr,
+            &[("Authorization", &token("gw1", K1, Format::Uid))]
+        )
+        .status,
+        200
+    );
     assert_eq!(reached.load(Ordering::SeqCst), 1);
 
     let good = token("gw1", K1, Format::Compact);
@@ -211,7 +219,13 @@ fn refusals_answer_401_with_the_code_and_never_reach_the_handler() {
     let long = format!("GatewayKey {}", "a".repeat(1100));
     let answer = get(&agent, addr, &[("Authorization", &long)]);
     assert_eq!(answer.status, 401);
-    assert!(answer.body.starts_with(r#"{"error":{"code":"TokenTooLong","#), "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .starts_with(r#"{"error":{"code":"TokenTooLong","#),
+        "{}",
+        answer.body
+    );
     assert_eq!(
         answer.www_authenticate.as_deref(),
         Some(r#"SharedAccessSignature error="TokenTooLong""#)
@@ -224,15 +238,27 @@ fn refusals_answer_401_with_the_code_and_never_reach_the_handler() {
         .to_string();
     let answer = get(&agent, addr, &[("Authorization", &expired)]);
     assert_eq!(answer.status, 401);
-    assert!(answer.body.starts_with(r#"{"error":{"code":"TokenExpired","#), "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .starts_with(r#"{"error":{"code":"TokenExpired","#),
+        "{}",
+        answer.body
+    );
 
-    assert_eq!(reached.load(Ordering::SeqCst), 1, "a refusal reached the handler");
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        1,
+        "a refusal reached the handler"
+    );
 }
 
 /// Writes a raw request and reads the whole answer (the connection is closed by `Connection: close`).
 fn raw(addr: SocketAddr, head: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(head).unwrap();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).unwrap();
@@ -259,7 +285,10 @@ fn header_bytes_that_are_not_utf8_and_repeated_headers_are_malformed() {
     assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
     let body = r#"{"error":{"code":"MalformedToken","message":"token: the header is given more than once","target":"token"}}"#;
     assert!(answer.ends_with(body), "{answer}");
-    assert!(answer.contains(&format!("content-length: {}\r\n", body.len())), "{answer}");
+    assert!(
+        answer.contains(&format!("content-length: {}\r\n", body.len())),
+        "{answer}"
+    );
 }
 
 #[test]
@@ -276,15 +305,27 @@ fn the_first_present_header_of_the_list_is_read() {
     assert_eq!(get(&agent, addr, &[("Authorization", &good)]).status, 200);
     // Both: the first of the list wins, even when the second would pass.
     refused(
-        &get(&agent, addr, &[("X-Apim-Token", "gw1&x"), ("Authorization", &good)]),
+        &get(
+            &agent,
+            addr,
+            &[("X-Apim-Token", "gw1&x"), ("Authorization", &good)],
+        ),
         "MalformedToken",
         "token: the compact form has three fields, id&yyyyMMddHHmm&signature",
         "token",
     );
     // Present but empty is present: EmptyToken, not a fall-through to the next header.
-    let answer = get(&agent, addr, &[("X-Apim-Token", ""), ("Authorization", &good)]);
+    let answer = get(
+        &agent,
+        addr,
+        &[("X-Apim-Token", ""), ("Authorization", &good)],
+    );
     assert_eq!(answer.status, 401);
-    assert!(answer.body.starts_with(r#"{"error":{"code":"EmptyToken","#), "{}", answer.body);
+    assert!(
+        answer.body.starts_with(r#"{"error":{"code":"EmptyToken","#),
+        "{}",
+        answer.body
+    );
 }
 
 #[test]
@@ -298,11 +339,17 @@ fn the_observer_sees_every_verification_with_its_path() {
             Err(error) => format!("{} {}", error.code(), error.target()),
         };
         total.fetch_add(v.elapsed.as_nanos() as u64, Ordering::SeqCst);
-        log.lock().unwrap().push((result, format!("{} {}", v.method, v.uri.path())));
+        log.lock()
+            .unwrap()
+            .push((result, format!("{} {}", v.method, v.uri.path())));
     });
     let addr = serve(layer);
     let agent = agent();
-    get(&agent, addr, &[("Authorization", &token("gw1", K1, Format::Uid))]);
+    get(
+        &agent,
+        addr,
+        &[("Authorization", &token("gw1", K1, Format::Uid))],
+    );
     get(&agent, addr, &[]);
     assert_eq!(
         *seen.lock().unwrap(),
@@ -317,7 +364,10 @@ fn the_observer_sees_every_verification_with_its_path() {
 /// Generation `g` of the keys: `rot` signed by K(g) (primary) and K(g-1) (secondary), and a
 /// `stable` gateway that never changes.
 fn generation(g: usize) -> Verifier {
-    let (current, previous) = (format!("rot-key-{g}"), format!("rot-key-{}", g.wrapping_sub(1)));
+    let (current, previous) = (
+        format!("rot-key-{g}"),
+        format!("rot-key-{}", g.wrapping_sub(1)),
+    );
     verifier(&[
         ("rot", KeyType::Primary, &current),
         ("rot", KeyType::Secondary, &previous),
@@ -342,8 +392,12 @@ fn keys_swapped_while_requests_run_never_fail_a_request() {
 
     let clients: Vec<_> = (0..3)
         .map(|_| {
-            let (tokens, stable, current, done) =
-                (Arc::clone(&tokens), stable.clone(), Arc::clone(&current), Arc::clone(&done));
+            let (tokens, stable, current, done) = (
+                Arc::clone(&tokens),
+                stable.clone(),
+                Arc::clone(&current),
+                Arc::clone(&done),
+            );
             std::thread::spawn(move || {
                 let agent = agent();
                 let mut settled = 0usize;
@@ -358,7 +412,11 @@ fn keys_swapped_while_requests_run_never_fail_a_request() {
                         settled += 1;
                         assert_eq!(answer.status, 200, "generation {g}: {}", answer.body);
                         let key_type = answer.body.split(' ').nth(1);
-                        assert!(matches!(key_type, Some("primary" | "secondary")), "{}", answer.body);
+                        assert!(
+                            matches!(key_type, Some("primary" | "secondary")),
+                            "{}",
+                            answer.body
+                        );
                         let ahead = get(&agent, addr, &[("Authorization", &tokens[g + 2])]);
                         if current.load(Ordering::SeqCst) == g {
                             // K(g+2) first appears in generation g+2.

@@ -17,11 +17,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apim_sas::chrono::{DateTime, Utc};
+use apim_sas::layer::Layer as _;
 use apim_sas::layer::{
     GatewayIdentity, Service as _, SharedVerifier, Verification, VerifyBody, VerifyLayer,
     VerifyService,
 };
-use apim_sas::layer::Layer as _;
 use apim_sas::{ErrorKind, KeyType, Policy, Verifier};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
@@ -180,7 +180,10 @@ impl Settings {
             .ok_or_else(|| {
                 invalid(
                     "listen",
-                    format!("--listen {}: not an ADDR:PORT, e.g. 127.0.0.1:8089", args.listen),
+                    format!(
+                        "--listen {}: not an ADDR:PORT, e.g. 127.0.0.1:8089",
+                        args.listen
+                    ),
                 )
             })?;
         let headers = args
@@ -232,7 +235,9 @@ pub(crate) fn run(args: ServeArgs, fixed_now: Option<DateTime<Utc>>) -> Result<u
             .worker_threads(n)
             .enable_all()
             .build(),
-        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     }
     .map_err(|e| {
         Failure::invocation(
@@ -372,7 +377,8 @@ impl Metrics {
     }
 
     fn loaded(&self, verifier: &Verifier) {
-        self.gateways.set(i64::try_from(verifier.len()).unwrap_or(i64::MAX));
+        self.gateways
+            .set(i64::try_from(verifier.len()).unwrap_or(i64::MAX));
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -382,7 +388,10 @@ impl Metrics {
     fn exposition(&self) -> Response<Body> {
         let mut text = String::with_capacity(4096);
         if encode(&mut text, &self.registry).is_err() {
-            return plain(StatusCode::INTERNAL_SERVER_ERROR, "metrics: encoding failed\n");
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics: encoding failed\n",
+            );
         }
         let mut response = Response::new(Either::Right(Full::new(Bytes::from(text))));
         response.headers_mut().insert(
@@ -506,11 +515,14 @@ async fn watch(path: PathBuf, every: Duration, mut last: Fingerprint, reloader: 
 type Body = Either<VerifyBody<Full<Bytes>>, Full<Bytes>>;
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(text.as_bytes()))));
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -619,9 +631,9 @@ impl Future for Answer {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            Answer::Now(response) => Poll::Ready(Ok(response.take().unwrap_or_else(|| {
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "answered twice\n")
-            }))),
+            Answer::Now(response) => Poll::Ready(Ok(response
+                .take()
+                .unwrap_or_else(|| plain(StatusCode::INTERNAL_SERVER_ERROR, "answered twice\n")))),
             Answer::Verify(future) => Pin::new(future)
                 .poll(cx)
                 .map_ok(|response| response.map(Either::Left)),
@@ -814,7 +826,10 @@ async fn serve(settings: Settings) -> Result<u8, Failure> {
             signal = &mut terminated => break signal,
         }
     };
-    info!(signal, "stopping: no new connections, answering those in flight");
+    info!(
+        signal,
+        "stopping: no new connections, answering those in flight"
+    );
     let _ = stop.send(());
     let _ = server.await;
     info!("stopped");
