@@ -52,7 +52,10 @@ fn free_port() -> u16 {
 fn wait_listening(addr: SocketAddr, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "{what} is not listening on {addr}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} is not listening on {addr}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -60,7 +63,14 @@ fn wait_listening(addr: SocketAddr, what: &str) {
 /// `apim-sas serve` on a free port, ready; its address.
 fn start_serve(keystore: &Path) -> (Running, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--now", NOW, "--keystore"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--now",
+            NOW,
+            "--keystore",
+        ])
         .arg(keystore)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -130,9 +140,15 @@ fn start_api() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 }
 
 /// One request on a fresh connection: status, lower-cased headers, body.
-fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, String) {
+fn get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut text = format!("GET {path} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n");
     for (name, value) in headers {
         text.push_str(&format!("{name}: {value}\r\n"));
@@ -204,7 +220,10 @@ fn nginx_auth_request_lets_valid_tokens_through_with_the_gateway_id() {
         .arg("-e")
         .arg(&error_log)
         .arg("-g")
-        .arg(format!("daemon off; pid {};", prefix.join("nginx.pid").display()))
+        .arg(format!(
+            "daemon off; pid {};",
+            prefix.join("nginx.pid").display()
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -214,12 +233,18 @@ fn nginx_auth_request_lets_valid_tokens_through_with_the_gateway_id() {
     let nginx_log = || std::fs::read_to_string(&error_log).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(nginx_addr).is_err() {
-        assert!(Instant::now() < deadline, "nginx never listened:\n{}", nginx_log());
+        assert!(
+            Instant::now() < deadline,
+            "nginx never listened:\n{}",
+            nginx_log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     wait_listening(nginx_addr, "nginx");
 
-    let now = DateTime::parse_from_rfc3339(NOW).unwrap().with_timezone(&Utc);
+    let now = DateTime::parse_from_rfc3339(NOW)
+        .unwrap()
+        .with_timezone(&Utc);
     let token = Signer::new("gw1", &GatewayKey::new(KEY).unwrap())
         .unwrap()
         .sign(now + TimeDelta::days(1), Format::Compact)
@@ -265,6 +290,9 @@ fn nginx_auth_request_lets_valid_tokens_through_with_the_gateway_id() {
         r#"apim_sas_verifications_total{result="SignatureMismatch"} 1"#,
         r#"apim_sas_verifications_total{result="EmptyToken"} 1"#,
     ] {
-        assert!(metrics.lines().any(|l| l == line), "no {line:?} in:\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in:\n{metrics}"
+        );
     }
 }

@@ -194,6 +194,30 @@ impl Server {
             .unwrap()
     }
 
+    /// CPU time the process has used (user + system).
+    fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let per_second: u64 = String::from_utf8(
+            Command::new("getconf")
+                .arg("CLK_TCK")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        Duration::from_micros(ticks * 1_000_000 / per_second)
+    }
+
     fn conn(&self) -> Conn {
         Conn::open(self.addr)
     }
@@ -1256,14 +1280,16 @@ fn memory_stays_flat(requests: usize) {
     let keys = gw1_keys();
     let server = Server::start(&["--keystore", &keys.arg()]);
     hammer(server.addr, 20_000, 2);
-    let before = server.rss_kib();
+    let (before, cpu_before) = (server.rss_kib(), server.cpu());
     let started = Instant::now();
     hammer(server.addr, requests, 2);
     let took = started.elapsed();
-    let after = server.rss_kib();
+    let (after, cpu) = (server.rss_kib(), server.cpu() - cpu_before);
     eprintln!(
-        "{requests} requests in {took:?} ({:.0}/s); RSS {before} KiB -> {after} KiB",
-        requests as f64 / took.as_secs_f64()
+        "{requests} requests in {took:?} ({:.0}/s, the clients on the same cores); server CPU \
+         {:.1} µs per request; RSS {before} KiB -> {after} KiB",
+        requests as f64 / took.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / requests as f64,
     );
     assert!(
         after <= before + 2048,
