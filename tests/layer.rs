@@ -142,6 +142,15 @@ fn a_valid_token_reaches_the_handler_with_its_identity() {
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, "gw1 secondary uid 2026-04-22T00:44:00+00:00");
 
+    // The developer portal's spelling.
+    let portal = format!(
+        r#"SharedAccessSignature token="{}",refresh="true""#,
+        token("gw1", K1, Format::Uid)
+    );
+    let answer = get(&agent, addr, &[("Authorization", &portal)]);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "gw1 primary uid 2026-04-22T00:44:00+00:00");
+
     let scheme = Signer::new("gw1", &key(K1))
         .unwrap()
         .sign(now() + TimeDelta::days(1), Format::Compact)
