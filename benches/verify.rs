@@ -103,7 +103,8 @@ fn verify(c: &mut Criterion) {
     let uid = UntrustedToken::parse(&valid)
         .unwrap()
         .convert(Format::Uid)
-        .unwrap();
+        .unwrap()
+        .to_string();
     group.bench_function("valid_uid", |b| {
         b.iter(|| verifier.verify(black_box(&uid), now()).unwrap().key_type())
     });

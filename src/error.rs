@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// The stable kind of an [`Error`]; [`ErrorKind::code`] is its wire name.
+/// The stable kind of an [`Error`]; [`ErrorKind::as_str`] is its code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -69,8 +69,8 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The stable code, exactly as in DESIGN §2.
-    pub const fn code(self) -> &'static str {
+    /// The stable code, e.g. `"SignatureMismatch"` (the table in `docs/format.md`).
+    pub const fn as_str(self) -> &'static str {
         match self {
             ErrorKind::EmptyToken => "EmptyToken",
             ErrorKind::TokenTooLong => "TokenTooLong",
@@ -127,7 +127,7 @@ impl ErrorKind {
 
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
+        f.write_str(self.as_str())
     }
 }
 
@@ -243,26 +243,9 @@ impl Error {
         Error::new(kind, target, Op::Config, message)
     }
 
-    /// Builds an error for tools built on this crate (the CLI's key files, its flag values).
-    ///
-    /// `status` is taken as given; use `400`, `401` or `500` as DESIGN §2 describes.
-    pub fn custom(
-        kind: ErrorKind,
-        target: Target,
-        status: u16,
-        message: impl Into<Cow<'static, str>>,
-    ) -> Error {
-        Error {
-            kind,
-            target,
-            status,
-            message: message.into(),
-        }
-    }
-
     /// The stable code, e.g. `"SignatureMismatch"`.
     pub fn code(&self) -> &'static str {
-        self.kind.code()
+        self.kind.as_str()
     }
 
     /// The kind, for matching.
@@ -275,8 +258,9 @@ impl Error {
         self.target.as_str()
     }
 
-    /// The field at fault, as an enum.
-    pub fn target_field(&self) -> Target {
+    /// The field at fault, as an enum ([`Error::target`] is its name, as [`Error::code`] is
+    /// [`Error::kind`]'s).
+    pub fn target_kind(&self) -> Target {
         self.target
     }
 
@@ -291,9 +275,15 @@ impl Error {
     }
 }
 
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.code(), self.message)
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
     }
 }
 

@@ -236,6 +236,39 @@ pub fn o_form(at: DateTime<Utc>) -> Result<String, Error> {
     Ok(o.iter().map(|&b| char::from(b)).collect())
 }
 
+/// A short human form of a duration's size: its largest unit and the next one, `30d`,
+/// `29d 23h`, `1h 30m`, `45s`. The sign is the caller's to word ("in …", "… ago").
+///
+/// ```
+/// use apim_sas::human_duration;
+/// use chrono::TimeDelta;
+///
+/// assert_eq!(human_duration(TimeDelta::days(30)), "30d");
+/// assert_eq!(human_duration(TimeDelta::days(30) - TimeDelta::seconds(1)), "29d 23h");
+/// assert_eq!(human_duration(TimeDelta::seconds(-90)), "1m 30s");
+/// assert_eq!(human_duration(TimeDelta::zero()), "0s");
+/// ```
+pub fn human_duration(d: TimeDelta) -> String {
+    let secs = d.num_seconds().unsigned_abs();
+    let units = [
+        (secs / 86_400, "d"),
+        (secs / 3_600 % 24, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let Some(first) = units.iter().position(|(n, _)| *n != 0) else {
+        return "0s".to_owned();
+    };
+    units
+        .iter()
+        .skip(first)
+        .take(2)
+        .filter(|(n, _)| *n != 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,37 +343,4 @@ mod tests {
         );
         assert_eq!(&to_compact(&floor_to_minute(at)), b"202612312359");
     }
-}
-
-/// A short human form of a duration's size: its largest unit and the next one, `30d`,
-/// `29d 23h`, `1h 30m`, `45s`. The sign is the caller's to word ("in …", "… ago").
-///
-/// ```
-/// use apim_sas::human_duration;
-/// use chrono::TimeDelta;
-///
-/// assert_eq!(human_duration(TimeDelta::days(30)), "30d");
-/// assert_eq!(human_duration(TimeDelta::days(30) - TimeDelta::seconds(1)), "29d 23h");
-/// assert_eq!(human_duration(TimeDelta::seconds(-90)), "1m 30s");
-/// assert_eq!(human_duration(TimeDelta::zero()), "0s");
-/// ```
-pub fn human_duration(d: TimeDelta) -> String {
-    let secs = d.num_seconds().unsigned_abs();
-    let units = [
-        (secs / 86_400, "d"),
-        (secs / 3_600 % 24, "h"),
-        (secs / 60 % 60, "m"),
-        (secs % 60, "s"),
-    ];
-    let Some(first) = units.iter().position(|(n, _)| *n != 0) else {
-        return "0s".to_owned();
-    };
-    units
-        .iter()
-        .skip(first)
-        .take(2)
-        .filter(|(n, _)| *n != 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -173,6 +173,7 @@ impl fmt::Debug for GatewayKey {
 
 /// Which of a gateway's two keys signed a token (key rotation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum KeyType {
     /// The primary key.
     Primary,

@@ -390,12 +390,7 @@ impl KeyPair {
                         Some(id) => format!("gateway '{id}', {key_type} key"),
                         None => format!("{key_type} key"),
                     };
-                    Error::custom(
-                        e.kind(),
-                        Target::Key,
-                        500,
-                        format!("{place}: {}", e.message()),
-                    )
+                    Error::config(e.kind(), Target::Key, format!("{place}: {}", e.message()))
                 })
             })
             .transpose()

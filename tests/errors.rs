@@ -38,7 +38,7 @@ fn expect(result: Result<impl std::fmt::Debug, Error>, code: &str, target: &str,
         (code, target, status),
         "{err}"
     );
-    assert_eq!(err.kind().code(), code);
+    assert_eq!(err.kind().as_str(), code);
     assert!(!err.message().is_empty());
     assert!(err.to_string().starts_with(code));
 }
@@ -433,7 +433,7 @@ fn expiry_not_whole_minute() {
 
 #[test]
 fn every_kind_has_its_design_code() {
-    let codes: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
+    let codes: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(
         codes,
         [

@@ -1,10 +1,18 @@
-//! The command line, as clap sees it: flags in, a plain value out. Domain values (ids, key
-//! types, durations, instants) stay text here and are read by the commands, so that a bad one is
-//! reported with its code (and in JSON under `--output json`) rather than as a usage error.
+//! The command line, as clap sees it: the top-level parser, the subcommands, and the flags they
+//! share. Each command's own flags sit in its file. Domain values (ids, key types, durations,
+//! instants) stay text here and are read by the commands, so that a bad one is reported with its
+//! code (and in JSON under `--output json`) rather than as a usage error.
 
 use std::path::PathBuf;
 
+use apim_sas::{Format, Scheme};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::completions::CompletionsArgs;
+use super::convert::ConvertArgs;
+use super::inspect::InspectArgs;
+use super::mint::MintArgs;
+use super::verify::VerifyArgs;
 
 /// Mint and verify Azure API Management shared-access tokens offline.
 ///
@@ -78,10 +86,7 @@ Examples:
   apim-sas completions bash > /etc/bash_completion.d/apim-sas
   apim-sas completions zsh > \"${fpath[1]}/_apim-sas\"
   apim-sas completions fish > ~/.config/fish/completions/apim-sas.fish")]
-    Completions {
-        /// The shell
-        shell: Shell,
-    },
+    Completions(CompletionsArgs),
 }
 
 /// Where the keys come from; at most one file option, else `APIM_SAS_KEY`.
@@ -102,124 +107,6 @@ pub(crate) struct KeySource {
     pub(crate) keystore: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
-pub(crate) struct MintArgs {
-    /// The gateway id
-    #[arg(long, allow_hyphen_values = true)]
-    pub(crate) id: String,
-
-    /// The expiry instant, RFC 3339 (floored to the minute for compact, to 100 ns for uid)
-    #[arg(long, value_name = "RFC3339", conflicts_with = "ttl")]
-    pub(crate) expiry: Option<String>,
-
-    /// The lifetime from now, e.g. 29d, 12h, "1d 12h" [default: 30d]
-    #[arg(long, value_name = "DUR")]
-    pub(crate) ttl: Option<String>,
-
-    /// Which key signs: primary or secondary
-    #[arg(long, value_name = "TYPE", default_value = "primary")]
-    pub(crate) key_type: String,
-
-    /// The wire form
-    #[arg(long, value_enum, default_value_t = FormatArg::Compact)]
-    pub(crate) format: FormatArg,
-
-    /// The scheme in front of the token (text and json outputs)
-    #[arg(long, value_enum, default_value_t = SchemeArg::None)]
-    pub(crate) scheme: SchemeArg,
-
-    /// The longest lifetime allowed, or none [default: 30d, Azure's limit for gateway tokens]
-    #[arg(long, value_name = "DUR|none")]
-    pub(crate) max_lifetime: Option<String>,
-
-    /// What to print
-    #[arg(long, value_enum, default_value_t = MintOutput::Text)]
-    pub(crate) output: MintOutput,
-
-    /// The Secret's name for k8s-secret [default: <id>-token, made a valid Kubernetes name]
-    #[arg(long, value_name = "NAME")]
-    pub(crate) secret_name: Option<String>,
-
-    /// The Secret's namespace for k8s-secret [default: none, kubectl's current namespace]
-    #[arg(long, value_name = "NS")]
-    pub(crate) namespace: Option<String>,
-
-    #[command(flatten)]
-    pub(crate) keys: KeySource,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct VerifyArgs {
-    /// The token, or - (or nothing) to read it from stdin
-    #[arg(value_name = "TOKEN", allow_hyphen_values = true, conflicts_with_all = ["batch", "input"])]
-    pub(crate) token: Option<String>,
-
-    /// The gateway id the keys belong to (needed with --key-file, --keys and APIM_SAS_KEY)
-    #[arg(long, allow_hyphen_values = true)]
-    pub(crate) id: Option<String>,
-
-    /// Clock skew tolerated after expiry
-    #[arg(long, value_name = "DUR", default_value = "60s")]
-    pub(crate) leeway: String,
-
-    /// The longest lifetime a token may claim, or none
-    #[arg(long, value_name = "DUR|none", default_value = "30d")]
-    pub(crate) max_lifetime: String,
-
-    /// Only this key (with --key-file: the type of the key in it) [default: both keys]
-    #[arg(long, value_name = "TYPE")]
-    pub(crate) key_type: Option<String>,
-
-    /// What to print (--batch always writes JSON lines)
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub(crate) output: Output,
-
-    /// Verify many tokens, one per line, from stdin or --input
-    #[arg(long)]
-    pub(crate) batch: bool,
-
-    /// The file of tokens for --batch [default: stdin]
-    #[arg(long, value_name = "PATH", requires = "batch")]
-    pub(crate) input: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub(crate) keys: KeySource,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct InspectArgs {
-    /// The token, or - (or nothing) to read it from stdin
-    #[arg(value_name = "TOKEN", allow_hyphen_values = true)]
-    pub(crate) token: Option<String>,
-
-    /// Exit 1 when the token expires within this window (or has expired)
-    #[arg(long, value_name = "DUR")]
-    pub(crate) expires_within: Option<String>,
-
-    /// What to print
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub(crate) output: Output,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ConvertArgs {
-    /// The form to write
-    #[arg(long, value_enum)]
-    pub(crate) to: FormatArg,
-
-    /// The scheme in front of the result
-    #[arg(long, value_enum, default_value_t = SchemeArg::None)]
-    pub(crate) scheme: SchemeArg,
-
-    /// The token, or - (or nothing) to read it from stdin
-    #[arg(value_name = "TOKEN", allow_hyphen_values = true)]
-    pub(crate) token: Option<String>,
-
-    /// What to print
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub(crate) output: Output,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FormatArg {
     /// id&yyyyMMddHHmm&signature, the self-hosted gateway's form
@@ -236,6 +123,8 @@ pub(crate) enum SchemeArg {
     GatewayKey,
     /// "SharedAccessSignature <token>", for the management API's Authorization header
     Sas,
+    /// SharedAccessSignature token="<token>",refresh="true", the developer portal's spelling
+    Portal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -246,24 +135,23 @@ pub(crate) enum Output {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum MintOutput {
-    /// The token
-    Text,
-    /// {"value", "id", "expiry", "keyType", "format"}
-    Json,
-    /// A v1 Secret (type Opaque) whose key `value` holds "GatewayKey <token>"
-    K8sSecret,
-    /// config.service.auth=GatewayKey <token>, a Docker env file line
-    DockerEnv,
+impl From<FormatArg> for Format {
+    fn from(arg: FormatArg) -> Format {
+        match arg {
+            FormatArg::Compact => Format::Compact,
+            FormatArg::Uid => Format::Uid,
+        }
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Shell {
-    /// bash
-    Bash,
-    /// zsh
-    Zsh,
-    /// fish
-    Fish,
+impl SchemeArg {
+    /// The scheme to write, `None` for the bare token.
+    pub(crate) fn scheme(self) -> Option<Scheme> {
+        match self {
+            SchemeArg::None => None,
+            SchemeArg::GatewayKey => Some(Scheme::GatewayKey),
+            SchemeArg::Sas => Some(Scheme::SharedAccessSignature),
+            SchemeArg::Portal => Some(Scheme::Portal),
+        }
+    }
 }

@@ -15,6 +15,7 @@ use std::time::Instant;
 use apim_sas::chrono::{DateTime, Utc};
 use apim_sas::{Verifier, MAX_TOKEN_LEN};
 
+use super::failure::Problem;
 use super::input::{next_line, too_long, trim, Line};
 use super::print;
 
@@ -94,7 +95,7 @@ fn verify_batch(verifier: &Verifier, batch: Batch, now: DateTime<Utc>) -> Done {
         let result = match *item {
             Item::Span(start, end) => {
                 let bytes = batch.data.get(start..end).unwrap_or_default();
-                verifier.verify_bytes(bytes, now)
+                verifier.verify_bytes(bytes, now).map_err(Problem::from)
             }
             Item::TooLong => Err(too_long()),
         };

@@ -1,9 +1,13 @@
-//! Reading tokens from stdin and files: trimmed, and bounded, so that a line of any size is
-//! refused (`TokenTooLong`) without being held in memory.
+//! Reading tokens from arguments, stdin and files: trimmed, and bounded, so that a line of any
+//! size is refused (`TokenTooLong`) without being held in memory. A leading UTF-8 byte-order mark
+//! is dropped.
 
+use std::borrow::Cow;
 use std::io::{self, BufRead, Read};
 
-use apim_sas::{Error, ErrorKind, Target, MAX_TOKEN_LEN};
+use apim_sas::{ErrorKind, MAX_TOKEN_LEN};
+
+use super::failure::{Failure, Problem};
 
 /// How much of one line is kept: a token (1024 bytes) with generous surrounding whitespace.
 /// Anything longer is too long whatever it holds, and is skipped, not stored.
@@ -11,21 +15,25 @@ pub(crate) const LINE_LIMIT: usize = 16 * 1024;
 
 const _: () = assert!(LINE_LIMIT > MAX_TOKEN_LEN);
 
-/// The refusal of input longer than a token can be, whose bytes were not kept to be parsed.
-pub(crate) fn too_long() -> Error {
-    Error::custom(
+/// The refusal of input longer than a token can be, whose bytes were not kept to be parsed:
+/// the same code, target and message as the library's.
+pub(crate) fn too_long() -> Problem {
+    Problem::new(
         ErrorKind::TokenTooLong,
-        Target::Token,
-        401,
+        "token",
         "token: longer than 1024 bytes",
     )
+}
+
+/// Drops a leading UTF-8 byte-order mark (Windows tools write one).
+pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
 /// Trims surrounding ASCII whitespace (a trailing newline, a `\r`).
 pub(crate) fn trim(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
 }
-
 /// What a bounded read found.
 pub(crate) enum Read1 {
     /// The text, at most [`LINE_LIMIT`] bytes.
@@ -93,6 +101,24 @@ pub(crate) fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Res
         (true, true) => Some(Line::TooLong),
         (true, false) => Some(Line::Text),
     })
+}
+
+/// The token of `verify`, `inspect` and `convert`: the argument, or stdin for `-` or none;
+/// trimmed either way. Over-long input is the token's problem (`TokenTooLong`, exit 1); stdin
+/// that cannot be read is the invocation's (`UnreadableInput`, exit 2).
+pub(crate) fn token_text(arg: Option<&str>) -> Result<Result<Cow<'_, [u8]>, Problem>, Failure> {
+    match arg {
+        Some(text) if text != "-" => Ok(Ok(Cow::Borrowed(trim(text.as_bytes())))),
+        _ => match read_bounded(io::stdin().lock()) {
+            Ok(Read1::Text(bytes)) => Ok(Ok(Cow::Owned(trim(strip_bom(&bytes)).to_vec()))),
+            Ok(Read1::TooLong) => Ok(Err(too_long())),
+            Err(e) => Err(Failure::invocation(
+                ErrorKind::UnreadableInput,
+                "token",
+                format!("reading the token from stdin: {e}"),
+            )),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,25 @@
 //! Key sources: `--key-file`, `--keys`, `--keystore`, `APIM_SAS_KEY`. Never the command line.
+//!
+//! Every key file is read into a pre-sized buffer that is wiped on drop, at most
+//! [`KEY_FILE_LIMIT`] bytes (so that `--key-file /dev/zero` is refused, not read until memory runs
+//! out), and a leading UTF-8 byte-order mark is dropped.
 
 use std::io::Read;
 use std::path::Path;
 
-use apim_sas::{Error, ErrorKind, GatewayKey, KeyPair, KeyType, Keystore, Target};
+use apim_sas::{ErrorKind, GatewayKey, KeyPair, KeyType, Keystore, Policy, Verifier};
 use zeroize::Zeroizing;
 
 use super::args::KeySource;
-use super::Failure;
+use super::failure::{Failure, Problem};
+use super::input::strip_bom;
 
 /// The environment variable read when no key file is given.
 pub(crate) const KEY_ENV: &str = "APIM_SAS_KEY";
+
+/// The largest key file read: far above any key, list-keys answer or keystore of a few hundred
+/// gateways.
+pub(crate) const KEY_FILE_LIMIT: usize = 64 * 1024;
 
 /// The keys a command got, by source.
 pub(crate) enum Keys {
@@ -23,23 +32,53 @@ pub(crate) enum Keys {
 }
 
 fn key_file_error(path: &Path, what: impl std::fmt::Display) -> Failure {
-    Failure::usage(Error::custom(
+    Failure::invocation(
         ErrorKind::InvalidKeyFile,
-        Target::Key,
-        500,
-        format!("key file {}: {what}", path.display()),
-    ))
+        "key",
+        format!("key file {}: {what}", shown(path)),
+    )
 }
 
-/// Reads a key file into memory that is wiped on drop; warns when others can read it.
-fn read_secret(path: &Path) -> Result<Zeroizing<String>, Failure> {
-    let mut file = std::fs::File::open(path).map_err(|e| key_file_error(path, e))?;
-    warn_if_readable_by_others(path, &file);
-    let mut bytes = Zeroizing::new(Vec::new());
-    file.read_to_end(&mut bytes)
-        .map_err(|e| key_file_error(path, e))?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| key_file_error(path, "not UTF-8 text"))?;
-    Ok(Zeroizing::new(text.to_owned()))
+/// How a key file's path is shown: `-` is stdin.
+fn shown(path: &Path) -> std::borrow::Cow<'_, str> {
+    if path == Path::new("-") {
+        "(stdin)".into()
+    } else {
+        path.to_string_lossy()
+    }
+}
+
+/// Reads a key file (or stdin for `-`) into memory that is wiped on drop; warns when others can
+/// read it. The buffer is allocated once at its final size, so no unwiped copy is left behind by
+/// a reallocation.
+fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(KEY_FILE_LIMIT + 2));
+    let limit = KEY_FILE_LIMIT as u64 + 1;
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| key_file_error(path, e))?;
+    } else {
+        let file = std::fs::File::open(path).map_err(|e| key_file_error(path, e))?;
+        warn_if_readable_by_others(path, &file);
+        file.take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| key_file_error(path, e))?;
+    }
+    if bytes.len() > KEY_FILE_LIMIT {
+        return Err(key_file_error(
+            path,
+            "larger than 64 KiB; not a key file (a key is under 100 bytes)",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The text of a key file, without a leading byte-order mark.
+fn text_of<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, Failure> {
+    std::str::from_utf8(strip_bom(bytes)).map_err(|_| key_file_error(path, "not UTF-8 text"))
 }
 
 #[cfg(unix)]
@@ -47,7 +86,7 @@ fn warn_if_readable_by_others(path: &Path, file: &std::fs::File) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = file.metadata() {
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o044 != 0 {
+        if meta.is_file() && mode & 0o044 != 0 {
             eprintln!(
                 "warning: key file {} is readable by group or others (mode {mode:03o}); \
                  restrict it with: chmod 600 {}",
@@ -62,87 +101,130 @@ fn warn_if_readable_by_others(path: &Path, file: &std::fs::File) {
 fn warn_if_readable_by_others(_: &Path, _: &std::fs::File) {}
 
 /// Adds the file's path to a parse error from the library, keeping its code.
-fn in_file(path: &Path, err: Error) -> Failure {
-    Failure::usage(Error::custom(
-        err.kind(),
-        err.target_field(),
-        err.http_status(),
-        format!("key file {}: {}", path.display(), err.message()),
-    ))
+fn in_file(path: &Path, err: apim_sas::Error) -> Failure {
+    Failure::usage(Problem::from(err).context(format_args!("key file {}", shown(path))))
 }
 
 /// Loads the one key source given, or `APIM_SAS_KEY`.
 pub(crate) fn load(source: &KeySource) -> Result<Keys, Failure> {
     if let Some(path) = &source.key_file {
-        let text = read_secret(path)?;
-        let key = GatewayKey::new(text.trim()).map_err(|e| in_file(path, e))?;
+        let bytes = read_secret(path)?;
+        let key = GatewayKey::new(text_of(path, &bytes)?.trim()).map_err(|e| in_file(path, e))?;
         return Ok(Keys::Single(key));
     }
     if let Some(path) = &source.keys {
-        let text = read_secret(path)?;
+        let bytes = read_secret(path)?;
         return Ok(Keys::Pair(
-            KeyPair::from_json(&text).map_err(|e| in_file(path, e))?,
+            KeyPair::from_json(text_of(path, &bytes)?).map_err(|e| in_file(path, e))?,
         ));
     }
     if let Some(path) = &source.keystore {
-        let text = read_secret(path)?;
+        let bytes = read_secret(path)?;
+        let text = text_of(path, &bytes)?;
         let is_toml = path
             .extension()
             .is_some_and(|ext| ext.eq_ignore_ascii_case("toml"));
         let store = if is_toml {
-            Keystore::from_toml(&text)
+            Keystore::from_toml(text)
         } else {
-            Keystore::from_json(&text)
+            Keystore::from_json(text)
         };
         return Ok(Keys::Store(store.map_err(|e| in_file(path, e))?));
     }
     match std::env::var_os(KEY_ENV) {
         Some(value) => {
             let value = Zeroizing::new(value.into_string().map_err(|_| {
-                Failure::usage(Error::custom(
+                Failure::invocation(
                     ErrorKind::InvalidKey,
-                    Target::Key,
-                    500,
+                    "key",
                     format!("{KEY_ENV}: not UTF-8 text"),
-                ))
+                )
             })?);
             GatewayKey::new(value.trim())
                 .map(Keys::Single)
-                .map_err(|e| {
-                    Failure::usage(Error::custom(
-                        e.kind(),
-                        Target::Key,
-                        500,
-                        format!("{KEY_ENV}: {}", e.message()),
-                    ))
-                })
+                .map_err(|e| Failure::usage(Problem::from(e).context(KEY_ENV)))
         }
-        None => Err(Failure::usage(Error::custom(
+        None => Err(Failure::invocation(
             ErrorKind::KeyNotFound,
-            Target::Key,
-            500,
+            "key",
             format!("no key: give --key-file, --keys or --keystore, or set {KEY_ENV}"),
-        ))),
+        )),
     }
 }
 
 impl Keys {
     /// The key that signs for gateway `id` as `key_type` (mint).
-    pub(crate) fn signing_key(&self, id: &str, key_type: KeyType) -> Result<&GatewayKey, Error> {
+    pub(crate) fn signing_key(&self, id: &str, key_type: KeyType) -> Result<&GatewayKey, Failure> {
         match self {
             Keys::Single(key) => Ok(key),
-            Keys::Pair(pair) => pair.get(key_type),
+            Keys::Pair(pair) => pair.get(key_type).map_err(Failure::usage),
             Keys::Store(store) => store
                 .get(id)
                 .ok_or_else(|| {
-                    Error::custom(
+                    Failure::invocation(
                         ErrorKind::GatewayNotExist,
-                        Target::Id,
-                        500,
+                        "id",
                         format!("keystore: no keys for gateway '{id}'"),
                     )
                 })?
-                .get(key_type),
+                .get(key_type)
+                .map_err(Failure::usage),
         }
+    }
+
+    /// A verifier holding these keys: every key, or only `only`. Single-gateway sources need
+    /// `id`; with a keystore, `id` narrows it to one gateway, which must be in it.
+    pub(crate) fn verifier(
+        &self,
+        id: Option<&str>,
+        only: Option<KeyType>,
+        policy: Policy,
+    ) -> Result<Verifier, Failure> {
+        let wanted = |t: KeyType| only.is_none_or(|only| only == t);
+        let mut verifier = Verifier::new(policy);
+        let need_id = || {
+            id.ok_or_else(|| {
+                Failure::invocation(
+                    ErrorKind::EmptyGatewayId,
+                    "id",
+                    "--id: the gateway id is needed with --key-file, --keys or APIM_SAS_KEY",
+                )
+            })
+        };
+        let mut insert =
+            |id: &str, t: KeyType, key| verifier.insert(id, t, key).map_err(Failure::usage);
+        match self {
+            Keys::Single(key) => insert(need_id()?, only.unwrap_or(KeyType::Primary), key)?,
+            Keys::Pair(pair) => {
+                let id = need_id()?;
+                if let Some(only) = only {
+                    insert(id, only, pair.get(only).map_err(Failure::usage)?)?;
+                } else {
+                    for (t, key) in pair.keys() {
+                        insert(id, t, key)?;
+                    }
+                }
+            }
+            Keys::Store(store) => {
+                if let Some(id) = id {
+                    if store.get(id).is_none() {
+                        return Err(Failure::invocation(
+                            ErrorKind::GatewayNotExist,
+                            "id",
+                            format!("--id {id}: the keystore has no gateway '{id}'"),
+                        ));
+                    }
+                }
+                for (gateway, pair) in store.iter() {
+                    if id.is_some_and(|only_id| only_id != gateway) {
+                        continue;
+                    }
+                    for (t, key) in pair.keys().filter(|(t, _)| wanted(*t)) {
+                        insert(gateway, t, key)?;
+                    }
+                }
+            }
+        }
+        Ok(verifier)
     }
 }

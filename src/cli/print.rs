@@ -5,11 +5,12 @@
 use std::io::{self, Write};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
-use apim_sas::{Error, Format, KeyType, Scheme, Token, UntrustedToken, Verified};
+use apim_sas::{Format, KeyType, Scheme, Token, UntrustedToken, Verified};
 use serde::Serialize;
 
 use apim_sas::human_duration as human;
 
+use super::failure::Problem;
 use super::values::{rfc3339, seconds_until};
 
 /// Azure's ErrorResponse body: `{"code", "message", "target"}`.
@@ -20,8 +21,8 @@ pub(crate) struct ErrorBody<'a> {
     target: &'a str,
 }
 
-impl<'a> From<&'a Error> for ErrorBody<'a> {
-    fn from(err: &'a Error) -> Self {
+impl<'a> From<&'a Problem> for ErrorBody<'a> {
+    fn from(err: &'a Problem) -> Self {
         ErrorBody {
             code: err.code(),
             message: err.message(),
@@ -47,7 +48,7 @@ fn text_line(line: &str) {
 }
 
 /// An error: `{"error": {…}}` on stdout for JSON, `error: Code: message` on stderr for text.
-pub(crate) fn error(json: bool, err: &Error) {
+pub(crate) fn error(json: bool, err: &Problem) {
     if json {
         json_line(&ErrorResponse { error: err.into() });
     } else {
@@ -58,7 +59,7 @@ pub(crate) fn error(json: bool, err: &Error) {
 /// The token with the scheme the user asked for.
 pub(crate) fn render(bare: &str, scheme: Option<Scheme>) -> String {
     match scheme {
-        Some(scheme) => format!("{scheme} {bare}"),
+        Some(scheme) => scheme.apply(bare),
         None => bare.to_owned(),
     }
 }
@@ -118,7 +119,7 @@ pub(crate) fn minted(how: MintAs<'_>, token: &Token, scheme: Option<Scheme>, key
             // `stringData` for people reading the manifest, `data` (base64) for tools that read
             // Secrets back as the API server stores them; the same value in both.
             yaml.push_str(&format!("stringData:\n  value: {}\n", yaml_str(&value)));
-            yaml.push_str(&format!("data:\n  value: {}\n", base64(&value)));
+            yaml.push_str(&format!("data:\n  value: {}\n", base64_of(&value)));
             let _ = io::stdout().lock().write_all(yaml.as_bytes());
         }
         MintAs::DockerEnv => text_line(&format!(
@@ -128,8 +129,9 @@ pub(crate) fn minted(how: MintAs<'_>, token: &Token, scheme: Option<Scheme>, key
     }
 }
 
-fn base64(text: &str) -> String {
-    base64_simd::STANDARD.encode_to_string(text)
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 /// `verify`'s JSON for a valid token (also one `--batch` line, with `line`).
@@ -170,7 +172,7 @@ pub(crate) struct Invalid<'a> {
 }
 
 impl<'a> Invalid<'a> {
-    pub(crate) fn new(line: Option<u64>, err: &'a Error) -> Self {
+    pub(crate) fn new(line: Option<u64>, err: &'a Problem) -> Self {
         Invalid {
             line,
             valid: false,
@@ -185,7 +187,7 @@ impl<'a> Invalid<'a> {
 pub(crate) fn batch_line(
     out: &mut Vec<u8>,
     line: u64,
-    result: &Result<Verified<'_>, Error>,
+    result: &Result<Verified<'_>, Problem>,
     now: DateTime<Utc>,
 ) {
     out.extend_from_slice(b"{\"line\":");
@@ -303,7 +305,7 @@ fn push_rfc3339(out: &mut Vec<u8>, at: DateTime<Utc>) {
 }
 
 /// The result of `verify` for one token.
-pub(crate) fn verified(json: bool, result: &Result<Verified<'_>, Error>, now: DateTime<Utc>) {
+pub(crate) fn verified(json: bool, result: &Result<Verified<'_>, Problem>, now: DateTime<Utc>) {
     match (json, result) {
         (true, Ok(v)) => json_line(&Valid::new(None, v, now)),
         (true, Err(err)) => json_line(&Invalid::new(None, err)),
@@ -429,7 +431,7 @@ mod tests {
         }
         tokens.extend(["", "gw1&2026&x", "Bearer x", "gw9&202604210000&x"].map(String::from));
         for (line, token) in tokens.iter().enumerate() {
-            let result = verifier.verify(token, now);
+            let result = verifier.verify(token, now).map_err(Problem::from);
             let mut ours = Vec::new();
             batch_line(&mut ours, line as u64 + 1, &result, now);
             let mut serde = match &result {

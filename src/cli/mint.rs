@@ -1,0 +1,130 @@
+//! `apim-sas mint`: a token from a stored gateway key, printed as text, JSON, a Kubernetes Secret
+//! or a Docker env file line.
+
+use apim_sas::chrono::{DateTime, Utc};
+use apim_sas::{KeyType, Policy, Signer};
+use clap::{Args, ValueEnum};
+
+use super::args::{FormatArg, KeySource, SchemeArg};
+use super::failure::Failure;
+use super::{keys, print, values};
+
+#[derive(Debug, Args)]
+pub(crate) struct MintArgs {
+    /// The gateway id
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) id: String,
+
+    /// The expiry instant, RFC 3339 (floored to the minute for compact, to 100 ns for uid)
+    #[arg(long, value_name = "RFC3339", conflicts_with = "ttl")]
+    pub(crate) expiry: Option<String>,
+
+    /// The lifetime from now, e.g. 29d, 12h, "1d 12h" [default: 30d]
+    #[arg(long, value_name = "DUR")]
+    pub(crate) ttl: Option<String>,
+
+    /// Which key signs: primary or secondary
+    #[arg(long, value_name = "TYPE", default_value = "primary")]
+    pub(crate) key_type: String,
+
+    /// The wire form
+    #[arg(long, value_enum, default_value_t = FormatArg::Compact)]
+    pub(crate) format: FormatArg,
+
+    /// The scheme in front of the token (text and json outputs)
+    #[arg(long, value_enum, default_value_t = SchemeArg::None)]
+    pub(crate) scheme: SchemeArg,
+
+    /// The longest lifetime allowed, or none [default: 30d, Azure's limit for gateway tokens]
+    #[arg(long, value_name = "DUR|none")]
+    pub(crate) max_lifetime: Option<String>,
+
+    /// What to print
+    #[arg(long, value_enum, default_value_t = MintOutput::Text)]
+    pub(crate) output: MintOutput,
+
+    /// The Secret's name for k8s-secret [default: <id>-token, made a valid Kubernetes name]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) secret_name: Option<String>,
+
+    /// The Secret's namespace for k8s-secret [default: none, kubectl's current namespace]
+    #[arg(long, value_name = "NS")]
+    pub(crate) namespace: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) keys: KeySource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum MintOutput {
+    /// The token
+    Text,
+    /// {"value", "id", "expiry", "keyType", "format"}
+    Json,
+    /// A v1 Secret (type Opaque) whose key `value` holds "GatewayKey <token>"
+    K8sSecret,
+    /// config.service.auth=GatewayKey <token>, a Docker env file line
+    DockerEnv,
+}
+
+/// `<id>-token`, made a valid Kubernetes object name (lower case, `a-z 0-9 - .`).
+fn default_secret_name(id: &str) -> String {
+    let name: String = format!("{id}-token")
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '-' | '.') => c,
+            _ => '-',
+        })
+        .collect();
+    let name = name.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    name.chars().take(253).collect()
+}
+
+pub(crate) fn run(args: MintArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
+    // The request's own values first, as Azure's generate-token checks them: a refusal does not
+    // depend on where the key lives.
+    Signer::check_id(&args.id).map_err(Failure::usage)?;
+    let key_type: KeyType = args.key_type.parse().map_err(Failure::usage)?;
+    let format = args.format.into();
+    let expiry = match (&args.expiry, &args.ttl) {
+        (Some(expiry), _) => values::instant("--expiry", expiry),
+        (None, Some(ttl)) => {
+            values::duration("--ttl", ttl).and_then(|ttl| values::add("--ttl", now, ttl))
+        }
+        (None, None) => values::add("--ttl", now, Policy::DEFAULT_MAX_LIFETIME),
+    }
+    .map_err(Failure::usage)?;
+    let policy = Policy::new().with_max_lifetime(match &args.max_lifetime {
+        Some(text) => values::limit("--max-lifetime", text).map_err(Failure::usage)?,
+        None => Some(Policy::DEFAULT_MAX_LIFETIME),
+    });
+    policy
+        .check_mint(expiry, format, now)
+        .map_err(Failure::usage)?;
+
+    let keys = keys::load(&args.keys)?;
+    let key = keys.signing_key(&args.id, key_type)?;
+    let signer = Signer::new(&args.id, key).map_err(Failure::usage)?;
+    let token = signer
+        .mint(expiry, format, now, &policy)
+        .map_err(Failure::usage)?;
+
+    let name;
+    let how = match args.output {
+        MintOutput::Text => print::MintAs::Text,
+        MintOutput::Json => print::MintAs::Json,
+        MintOutput::DockerEnv => print::MintAs::DockerEnv,
+        MintOutput::K8sSecret => {
+            name = args
+                .secret_name
+                .clone()
+                .unwrap_or_else(|| default_secret_name(&args.id));
+            print::MintAs::K8sSecret {
+                name: &name,
+                namespace: args.namespace.as_deref(),
+            }
+        }
+    };
+    print::minted(how, &token, args.scheme.scheme(), key_type);
+    Ok(0)
+}

@@ -1,0 +1,98 @@
+//! `apim-sas verify`: one token, or `--batch` of them, against a key source.
+
+use std::io::{self, BufRead};
+use std::path::PathBuf;
+
+use apim_sas::chrono::{DateTime, Utc};
+use apim_sas::{ErrorKind, KeyType, Policy};
+use clap::Args;
+
+use super::args::{KeySource, Output};
+use super::failure::{Failure, Problem};
+use super::{batch, input, keys, print, values};
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The token, or - (or nothing) to read it from stdin
+    #[arg(value_name = "TOKEN", allow_hyphen_values = true, conflicts_with_all = ["batch", "input"])]
+    pub(crate) token: Option<String>,
+
+    /// The gateway id the keys belong to (needed with --key-file, --keys and APIM_SAS_KEY)
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) id: Option<String>,
+
+    /// Clock skew tolerated after expiry
+    #[arg(long, value_name = "DUR", default_value = "60s")]
+    pub(crate) leeway: String,
+
+    /// The longest lifetime a token may claim, or none
+    #[arg(long, value_name = "DUR|none", default_value = "30d")]
+    pub(crate) max_lifetime: String,
+
+    /// Only this key (with --key-file: the type of the key in it) [default: both keys]
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) key_type: Option<String>,
+
+    /// What to print (--batch always writes JSON lines)
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub(crate) output: Output,
+
+    /// Verify many tokens, one per line, from stdin or --input
+    #[arg(long)]
+    pub(crate) batch: bool,
+
+    /// The file of tokens for --batch [default: stdin]
+    #[arg(long, value_name = "PATH", requires = "batch")]
+    pub(crate) input: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) keys: KeySource,
+}
+
+pub(crate) fn run(args: VerifyArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
+    let policy = Policy::new()
+        .with_leeway(values::duration("--leeway", &args.leeway).map_err(Failure::usage)?)
+        .with_max_lifetime(
+            values::limit("--max-lifetime", &args.max_lifetime).map_err(Failure::usage)?,
+        );
+    let only: Option<KeyType> = args
+        .key_type
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(Failure::usage)?;
+    let verifier = keys::load(&args.keys)?.verifier(args.id.as_deref(), only, policy)?;
+
+    if args.batch {
+        let input: Box<dyn BufRead + Send> = match &args.input {
+            Some(path) => Box::new(io::BufReader::with_capacity(
+                1 << 16,
+                std::fs::File::open(path).map_err(|e| unreadable(path, &e))?,
+            )),
+            None => Box::new(io::BufReader::with_capacity(1 << 16, io::stdin())),
+        };
+        let summary = batch::run(&verifier, input, now).map_err(|e| {
+            Failure::invocation(
+                ErrorKind::UnreadableInput,
+                "token",
+                format!("reading tokens: {e}"),
+            )
+        })?;
+        return Ok(u8::from(summary.refused > 0));
+    }
+
+    let result = match input::token_text(args.token.as_deref())? {
+        Ok(text) => verifier.verify_bytes(&text, now).map_err(Problem::from),
+        Err(problem) => Err(problem),
+    };
+    print::verified(args.output == Output::Json, &result, now);
+    Ok(u8::from(result.is_err()))
+}
+
+fn unreadable(path: &std::path::Path, e: &io::Error) -> Failure {
+    Failure::invocation(
+        ErrorKind::UnreadableInput,
+        "token",
+        format!("--input {}: {e}", path.display()),
+    )
+}
