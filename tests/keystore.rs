@@ -125,6 +125,17 @@ fn a_value_of_the_wrong_shape_names_where_it_is() {
         "gateway 'gw1': JSON of the wrong shape at line 1, column 26; \
          expected {\"<gateway id>\": {\"primary\": \"<key>\", \"secondary\": \"<key>\"}, …}",
     );
+    // serde's own message here would quote the value ("invalid type: string \"…\""): never shown.
+    refused(
+        toml("gw1 = \"KEY\"\n"),
+        "gateway 'gw1': not a valid TOML keystore at line 1; \
+         expected [<gateway id>] tables with primary = \"<key>\", secondary = \"<key>\"",
+    );
+    refused(
+        toml("[gw1]\nprimary = \"KEY\"\n\n[gw2]\nsecondary = 7\n"),
+        "gateway 'gw2', field 'secondary': not a valid TOML keystore at line 5; \
+         expected [<gateway id>] tables with primary = \"<key>\", secondary = \"<key>\"",
+    );
     refused(
         json(r#"["KEY"]"#),
         "JSON of the wrong shape at line 1, column 1; \
