@@ -45,11 +45,11 @@ pub(crate) struct MintArgs {
     pub(crate) output: MintOutput,
 
     /// The Secret's name for k8s-secret [default: <id>-token, made a valid Kubernetes name]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
     pub(crate) secret_name: Option<String>,
 
     /// The Secret's namespace for k8s-secret [default: none, kubectl's current namespace]
-    #[arg(long, value_name = "NS")]
+    #[arg(long, value_name = "NS", allow_hyphen_values = true)]
     pub(crate) namespace: Option<String>,
 
     /// The Secret's key that holds "GatewayKey <token>", for k8s-secret: the one your gateway
