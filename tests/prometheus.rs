@@ -76,10 +76,12 @@ fn is_label_name(s: &str) -> bool {
         && !s.starts_with("__")
 }
 
+type Labels = Vec<(String, String)>;
+
 /// Reads `{name="value",…}` from the start of `s`; the rest after `}`.
-fn parse_labels(s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
     let mut rest = s.strip_prefix('{').ok_or("no {")?;
-    let mut labels: Vec<(String, String)> = Vec::new();
+    let mut labels: Labels = Vec::new();
     loop {
         if let Some(after) = rest.strip_prefix('}') {
             return Ok((labels, after));
@@ -249,7 +251,10 @@ fn the_expiry_as_node_exporter_reads_it() {
     assert_eq!(sample.value, 1_777_334_400.0);
 
     // From stdin too, in the portal form, with labels in the order given.
-    let portal = format!("SharedAccessSignature token=\"{}\",refresh=\"true\"", &token[11..]);
+    let portal = format!(
+        "SharedAccessSignature token=\"{}\",refresh=\"true\"",
+        &token[11..]
+    );
     let r = run(
         &[
             "inspect",
@@ -315,7 +320,12 @@ fn sub_second_expiries_and_old_tokens_are_exact() {
     // The uid form carries 100 ns: the value keeps them, without float rounding.
     let token = mint(
         "gw1",
-        &["--format", "uid", "--expiry", "2026-04-22T10:00:30.1234567Z"],
+        &[
+            "--format",
+            "uid",
+            "--expiry",
+            "2026-04-22T10:00:30.1234567Z",
+        ],
     );
     let r = apim(&["inspect", "--output", "prometheus", &token]);
     let (_, sample) = one_sample(&r.stdout);
@@ -371,7 +381,14 @@ fn bad_labels_and_flags_are_refused() {
         "format=uid",
         "é=x",
     ] {
-        let r = apim(&["inspect", "--output", "prometheus", "--label", label, &token]);
+        let r = apim(&[
+            "inspect",
+            "--output",
+            "prometheus",
+            "--label",
+            label,
+            &token,
+        ]);
         assert_eq!(r.code, 2, "{label}");
         assert_eq!(r.stdout, "", "{label}");
         assert!(
@@ -381,7 +398,14 @@ fn bad_labels_and_flags_are_refused() {
         );
     }
     let r = apim(&[
-        "inspect", "--output", "prometheus", "--label", "a=1", "--label", "a=2", &token,
+        "inspect",
+        "--output",
+        "prometheus",
+        "--label",
+        "a=1",
+        "--label",
+        "a=2",
+        &token,
     ]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("given twice"), "{}", r.stderr);
@@ -401,15 +425,26 @@ fn bad_labels_and_flags_are_refused() {
     ]);
     assert_eq!((r.code, r.stdout.as_str()), (2, ""));
     assert!(
-        r.stderr.starts_with("error: InvalidArgument: --expires-within"),
+        r.stderr
+            .starts_with("error: InvalidArgument: --expires-within"),
         "{}",
         r.stderr
     );
     // The label names Prometheus allows, leading underscore and digits included.
     let r = apim(&[
-        "inspect", "--output", "prometheus", "--label", "_a1=x", "--label", "B_2=y", &token,
+        "inspect",
+        "--output",
+        "prometheus",
+        "--label",
+        "_a1=x",
+        "--label",
+        "B_2=y",
+        &token,
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let (_, sample) = one_sample(&r.stdout);
-    assert_eq!(sample.labels[2..], labels(&[("_a1", "x"), ("B_2", "y")])[..]);
+    assert_eq!(
+        sample.labels[2..],
+        labels(&[("_a1", "x"), ("B_2", "y")])[..]
+    );
 }

@@ -326,7 +326,15 @@ fn flags_the_output_ignores_are_refused() {
     // The refusal comes before anything else is read: no key needed to be told.
     let out = Command::cargo_bin("apim-sas")
         .unwrap()
-        .args(["mint", "--id", "gw1", "--output", "docker-env", "--scheme", "sas"])
+        .args([
+            "mint",
+            "--id",
+            "gw1",
+            "--output",
+            "docker-env",
+            "--scheme",
+            "sas",
+        ])
         .env_remove("APIM_SAS_KEY")
         .output()
         .unwrap();

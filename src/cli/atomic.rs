@@ -158,7 +158,11 @@ mod tests {
         let previous = fs::metadata(&target).unwrap();
         let err = replace(&target, b"new\n", Some(&previous)).unwrap_err();
         assert_ne!(err.kind(), io::ErrorKind::NotFound, "{err}");
-        assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+        assert!(
+            leftovers(dir.path()).is_empty(),
+            "{:?}",
+            leftovers(dir.path())
+        );
         assert_eq!(fs::read(target.join("inside")).unwrap(), b"x");
     }
 
@@ -173,7 +177,10 @@ mod tests {
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let previous = fs::metadata(&link).unwrap();
         replace(&link, b"new\n", Some(&previous)).unwrap();
-        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         assert_eq!(fs::read(&real).unwrap(), b"new\n");
     }
 }

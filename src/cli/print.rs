@@ -135,10 +135,7 @@ pub(crate) fn minted(how: MintAs<'_>, token: &Token, scheme: Option<Scheme>, key
 
 /// The Docker env file line the gateway container reads: `config.service.auth=GatewayKey …`.
 pub(crate) fn docker_env_line(token: &Token) -> String {
-    format!(
-        "{DOCKER_ENV_AUTH}{}",
-        token.with_scheme(Scheme::GatewayKey)
-    )
+    format!("{DOCKER_ENV_AUTH}{}", token.with_scheme(Scheme::GatewayKey))
 }
 
 /// The start of the env file line that holds the gateway's token.
@@ -502,7 +499,10 @@ fn label_value(value: &str) -> String {
 fn unix_seconds(at: DateTime<Utc>) -> String {
     let nanos = nanos(at);
     let sign = if nanos < 0 { "-" } else { "" };
-    let (whole, frac) = (nanos.unsigned_abs() / 1_000_000_000, nanos.unsigned_abs() % 1_000_000_000);
+    let (whole, frac) = (
+        nanos.unsigned_abs() / 1_000_000_000,
+        nanos.unsigned_abs() % 1_000_000_000,
+    );
     if frac == 0 {
         format!("{sign}{whole}")
     } else {

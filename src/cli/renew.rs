@@ -270,8 +270,8 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
         .map_err(Failure::usage)?;
 
     let keys = keys::load(&args.keys)?;
-    let signer = Signer::new(&args.id, keys.signing_key(&args.id, key_type)?)
-        .map_err(Failure::usage)?;
+    let signer =
+        Signer::new(&args.id, keys.signing_key(&args.id, key_type)?).map_err(Failure::usage)?;
     // The current token must verify with the key renew signs with: after a key is regenerated,
     // or when --key-type moves to the other key before the first one is regenerated, the token
     // is replaced at the next run.
@@ -301,9 +301,7 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
                     // authentic, and has run out.
                     Err(e) if e.kind() == ErrorKind::TokenExpired => Some(Reason::Expiring),
                     Err(_) => Some(Reason::Invalid),
-                    Ok(_) if claimed.signed_duration_since(now) <= window => {
-                        Some(Reason::Expiring)
-                    }
+                    Ok(_) if claimed.signed_duration_since(now) <= window => Some(Reason::Expiring),
                     Ok(_) if args.force => Some(Reason::Forced),
                     Ok(_) => None,
                 };
@@ -377,7 +375,8 @@ mod tests {
 
     #[test]
     fn env_lines_keep_their_endings() {
-        let file = b"\xEF\xBB\xBF# gateway\r\nA=1\r\n\r\n  config.service.auth=GatewayKey old\r\nB=2";
+        let file =
+            b"\xEF\xBB\xBF# gateway\r\nA=1\r\n\r\n  config.service.auth=GatewayKey old\r\nB=2";
         assert_eq!(env_token(file), Some(&b"GatewayKey old"[..]));
         assert_eq!(
             env_with(file, "config.service.auth=NEW"),
