@@ -836,6 +836,66 @@ fn readers_never_see_a_partial_file() {
 }
 
 #[test]
+fn every_key_source_renews() {
+    let env = Env::new();
+    let store = env.private(
+        "store.toml",
+        &format!("[gw1]\nprimary = \"{CANARY}-p1\"\n[gw2]\nprimary = \"{CANARY}-p2\"\n"),
+    );
+    let key_file = env.private("gw1.key", &format!("{CANARY}-p1\n"));
+    let file = env.path("gw1.token");
+    for source in [
+        ["--keystore", store.as_str()],
+        ["--key-file", key_file.as_str()],
+    ] {
+        let _ = fs::remove_file(&file);
+        let mut args = vec!["renew", "--id", "gw1", "--file", file.to_str().unwrap()];
+        args.extend(["--now", NOW, "--output", "json"]);
+        args.extend(source);
+        assert_renewed(&apim(&args), "missing", "2026-05-21T00:00:00Z", None);
+        assert!(env.verifies(&token_in(&file), NOW));
+        assert_kept(&apim(&args), "2026-05-21T00:00:00Z");
+    }
+    // A keystore without the gateway: exit 2, nothing written.
+    let _ = fs::remove_file(&file);
+    let r = apim(&[
+        "renew",
+        "--id",
+        "gw9",
+        "--keystore",
+        &store,
+        "--file",
+        file.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.json()["error"]["code"], "GatewayNotExist");
+    assert!(!file.exists());
+}
+
+/// The owner and group of the file are kept (when the process may set them: as root, as CI
+/// runs; otherwise the case is skipped).
+#[cfg(unix)]
+#[test]
+fn owner_and_group_are_kept() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let file = env.path("gw1.env");
+    fs::write(&file, "A=1\n").unwrap();
+    if fs::metadata(&file).unwrap().uid() != 0 {
+        eprintln!("not root: the ownership case is skipped");
+        return;
+    }
+    std::os::unix::fs::chown(&file, Some(4321), Some(4322)).unwrap();
+    set_mode(&file, 0o640);
+    let r = env.renew(&file, NOW, &["--form", "docker-env"]);
+    assert_renewed(&r, "missing", "2026-05-21T00:00:00Z", None);
+    let meta = fs::metadata(&file).unwrap();
+    assert_eq!((meta.uid(), meta.gid(), mode(&file)), (4321, 4322, 0o640));
+}
+
+#[test]
 fn the_help_shows_a_worked_example() {
     let r = apim(&["renew", "--help"]);
     assert_eq!(r.code, 0);
