@@ -12,6 +12,7 @@ use super::completions::CompletionsArgs;
 use super::convert::ConvertArgs;
 use super::inspect::InspectArgs;
 use super::mint::MintArgs;
+use super::renew::RenewArgs;
 use super::verify::VerifyArgs;
 
 /// Mint and verify Azure API Management shared-access tokens offline.
@@ -79,6 +80,24 @@ Examples:
   apim-sas convert --to uid 'gw1&202605200044&…'
   apim-sas convert --to compact --scheme gateway-key 'uid=gw1&ex=2026-05-20T00:44:00.0000000Z&sn=…'")]
     Convert(ConvertArgs),
+
+    /// Renew the token a file holds when it is missing, invalid or about to expire (timers,
+    /// CronJobs); otherwise leave the file untouched
+    #[command(after_help = "\
+What it does: reads the token in --file; writes a new one (atomically, keeping the file's
+permissions, 0600 for a new file) when the file or the token is missing, the token does not
+verify with the --key-type key (a regenerated key, another gateway, malformed), it expires within
+--renew-within, or --force. Otherwise the file is left as it is, byte for byte. Exit 0 either way;
+2, with nothing written, on key, flag or write problems.
+
+Examples:
+  # A token file (\"GatewayKey <token>\" and a newline), renewed a week before it expires:
+  apim-sas renew --id gw1 --keys gw1.keys.json --file /etc/apim/gw1.token
+
+  # A Docker env file; restart the gateway only when the token changed:
+  apim-sas renew --id gw1 --keys gw1.keys.json --file /etc/apim/gw1.env --form docker-env \\
+      --output json | jq -e .renewed >/dev/null && docker restart apim-gw1")]
+    Renew(RenewArgs),
 
     /// Print a shell completion script
     #[command(after_help = "\

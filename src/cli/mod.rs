@@ -2,6 +2,7 @@
 //! its flags to library calls and a printer.
 
 mod args;
+mod atomic;
 mod batch;
 mod completions;
 mod convert;
@@ -11,6 +12,7 @@ mod inspect;
 mod keys;
 mod mint;
 mod print;
+mod renew;
 mod values;
 mod verify;
 
@@ -28,8 +30,9 @@ pub(crate) fn main() -> ExitCode {
     let json = match &cli.command {
         Command::Mint(a) => a.output == mint::MintOutput::Json,
         Command::Verify(a) => a.output == Output::Json && !a.batch,
-        Command::Inspect(a) => a.output == Output::Json,
+        Command::Inspect(a) => a.output == inspect::InspectOutput::Json,
         Command::Convert(a) => a.output == Output::Json,
+        Command::Renew(a) => a.output == Output::Json,
         Command::Completions(_) => false,
     };
     match run(cli) {
@@ -51,6 +54,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Verify(args) => verify::run(args, now),
         Command::Inspect(args) => inspect::run(args, now),
         Command::Convert(args) => convert::run(args),
+        Command::Renew(args) => renew::run(args, now),
         Command::Completions(args) => completions::run(args),
     }
 }
