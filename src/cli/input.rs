@@ -168,9 +168,9 @@ impl<'a> TokenInput<'a> {
 
     fn hint(&self) -> Option<String> {
         match self.origin {
-            Origin::Arg(arg) => std::path::Path::new(arg).is_file().then(|| {
-                format!("'{arg}' is a file: to read the token in it, use - < {arg}")
-            }),
+            Origin::Arg(arg) => std::path::Path::new(arg)
+                .is_file()
+                .then(|| format!("'{arg}' is a file: to read the token in it, use - < {arg}")),
             Origin::Stdin => {
                 let text = self.text.as_ref().ok()?;
                 let lines = text

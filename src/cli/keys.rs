@@ -135,15 +135,13 @@ pub(crate) fn load(source: &KeySource) -> Result<Keys, Failure> {
         return match KeyPair::from_json(text) {
             Ok(pair) => Ok(Keys::Pair(pair)),
             // A keystore given to --keys: say so, rather than only that its shape is wrong.
-            Err(e) if looks_like_keystore(text) => {
-                Err(with_hint(
-                    in_file(path, e),
-                    format_args!(
-                        "it holds keys of gateways by id, a keystore: use --keystore {}",
-                        path.display()
-                    ),
-                ))
-            }
+            Err(e) if looks_like_keystore(text) => Err(with_hint(
+                in_file(path, e),
+                format_args!(
+                    "it holds keys of gateways by id, a keystore: use --keystore {}",
+                    path.display()
+                ),
+            )),
             Err(e) => Err(in_file(path, e)),
         };
     }

@@ -101,7 +101,10 @@ impl clap::builder::TypedValueParser for Offered {
         &self,
     ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
         Some(Box::new(
-            self.0.iter().copied().map(clap::builder::PossibleValue::new),
+            self.0
+                .iter()
+                .copied()
+                .map(clap::builder::PossibleValue::new),
         ))
     }
 }

@@ -22,11 +22,21 @@ pub(crate) struct VerifyArgs {
     pub(crate) id: Option<String>,
 
     /// Clock skew tolerated after expiry
-    #[arg(long, value_name = "DUR", default_value = "60s", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "60s",
+        allow_hyphen_values = true
+    )]
     pub(crate) leeway: String,
 
     /// The longest lifetime a token may claim, or none
-    #[arg(long, value_name = "DUR|none", default_value = "30d", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DUR|none",
+        default_value = "30d",
+        allow_hyphen_values = true
+    )]
     pub(crate) max_lifetime: String,
 
     /// Only this key (with --key-file: the type of the key in it) [default: both keys]
