@@ -46,14 +46,20 @@ fn every_error_code_is_in_the_format_table() {
     for (code, cells) in &table {
         assert_eq!(cells.len(), 5, "{code}: {cells:?}");
         let (target, status, exit) = (&cells[2], &cells[3], &cells[4]);
-        assert!(target.contains('`') || target == "the flag", "{code}: target {target}");
+        assert!(
+            target.contains('`') || target == "the flag",
+            "{code}: target {target}"
+        );
         assert!(
             ["401", "400", "500", "— (command only)"]
                 .iter()
                 .any(|s| status.contains(s)),
             "{code}: status {status}"
         );
-        assert!(exit.contains('1') || exit.contains('2'), "{code}: exit {exit}");
+        assert!(
+            exit.contains('1') || exit.contains('2'),
+            "{code}: exit {exit}"
+        );
     }
 }
 
@@ -118,19 +124,32 @@ fn the_worked_example_is_what_the_command_mints() {
             assert!(compact.ends_with(signature.trim()), "{signature}");
         }
         Ok(out) => panic!("the python check failed: {out:?}"),
-        Err(_) => eprintln!("*** python3 not found: the python check of docs/format.md was not run ***"),
+        Err(_) => {
+            eprintln!("*** python3 not found: the python check of docs/format.md was not run ***")
+        }
     }
 }
 
 #[test]
 fn the_readme_stands_alone() {
     let readme = read("README.md");
-    assert!(!readme.contains("DESIGN"), "README.md cites DESIGN.md, which users do not have");
+    assert!(
+        !readme.contains("DESIGN"),
+        "README.md cites DESIGN.md, which users do not have"
+    );
     // Every repository path the README names in backticks exists.
     for word in readme.split('`').skip(1).step_by(2) {
-        let looks_like_path = ["docs/", "examples/", "tests/", "benches/", "fuzz/", "src/", ".ci/"]
-            .iter()
-            .any(|p| word.starts_with(p))
+        let looks_like_path = [
+            "docs/",
+            "examples/",
+            "tests/",
+            "benches/",
+            "fuzz/",
+            "src/",
+            ".ci/",
+        ]
+        .iter()
+        .any(|p| word.starts_with(p))
             && !word.contains(' ')
             && !word.contains('<')
             && !word.contains('*');
@@ -149,18 +168,34 @@ fn the_readme_stands_alone() {
 #[test]
 fn no_comment_cites_a_file_users_do_not_have() {
     let mut offenders = Vec::new();
-    for dir in ["src", "tests", "benches", "fuzz/fuzz_targets", "examples", "docs"] {
-        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+    for dir in [
+        "src",
+        "tests",
+        "benches",
+        "fuzz/fuzz_targets",
+        "examples",
+        "docs",
+    ] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
         let mut stack: Vec<_> = entries.flatten().map(|e| e.path()).collect();
         while let Some(path) = stack.pop() {
             if path.is_dir() {
-                stack.extend(std::fs::read_dir(&path).unwrap().flatten().map(|e| e.path()));
+                stack.extend(
+                    std::fs::read_dir(&path)
+                        .unwrap()
+                        .flatten()
+                        .map(|e| e.path()),
+                );
                 continue;
             }
             if path.ends_with("tests/docs.rs") {
                 continue; // this file names the word to look for it
             }
-            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
             for (n, line) in text.lines().enumerate() {
                 if line.contains("DESIGN §") || line.contains("DESIGN.md") {
                     offenders.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
@@ -173,4 +208,77 @@ fn no_comment_cites_a_file_users_do_not_have() {
     let pending = ["src/key.rs", "src/verify.rs", "src/sign.rs", "src/token.rs"];
     offenders.retain(|o| !pending.iter().any(|p| o.starts_with(p)));
     assert!(offenders.is_empty(), "{}", offenders.join("\n"));
+}
+
+#[test]
+fn the_man_pages_render() {
+    let bin = env!("CARGO_BIN_EXE_apim-sas");
+    let out = Command::new(bin).arg("man").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let roff = String::from_utf8(out.stdout).unwrap();
+    assert!(roff.contains(".TH apim-sas 1"), "{roff}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin)
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for page in [
+        "apim-sas.1",
+        "apim-sas-mint.1",
+        "apim-sas-verify.1",
+        "apim-sas-inspect.1",
+    ] {
+        assert!(pages.iter().any(|p| p == page), "{page} not in {pages:?}");
+    }
+    // Rendered by man(1), as a reader sees them.
+    let have_man = Command::new("man").arg("--version").output().is_ok();
+    if !have_man {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "man is not installed, and CI is set: .ci/run installs man-db"
+        );
+        eprintln!("\n*** SKIPPED: man is not installed; the pages were not rendered ***\n");
+        return;
+    }
+    let render = |page: &str| {
+        let out = Command::new("man")
+            .env("MANWIDTH", "100")
+            .env("MAN_KEEP_FORMATTING", "0")
+            .arg("-l")
+            .arg(dir.path().join(page))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{page}: {out:?}");
+        // man may embolden with backspaces when it thinks it writes to a terminal.
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut plain = String::new();
+        for c in text.chars() {
+            if c == '\u{8}' {
+                plain.pop();
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
+    };
+    let main = render("apim-sas.1");
+    for needle in [
+        "NAME",
+        "SYNOPSIS",
+        "apim-sas-mint(1)",
+        "Exit codes: 0 success",
+    ] {
+        assert!(main.contains(needle), "{needle} not in:\n{main}");
+    }
+    let mint = render("apim-sas-mint.1");
+    for needle in ["--key-type", "--ttl", "primary", "k8s-secret", "Examples:"] {
+        assert!(mint.contains(needle), "{needle} not in:\n{mint}");
+    }
 }

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use super::completions::CompletionsArgs;
 use super::convert::ConvertArgs;
 use super::inspect::InspectArgs;
+use super::man::ManArgs;
 use super::mint::MintArgs;
 use super::verify::VerifyArgs;
 
@@ -87,6 +88,10 @@ Examples:
   apim-sas completions zsh > \"${fpath[1]}/_apim-sas\"
   apim-sas completions fish > ~/.config/fish/completions/apim-sas.fish")]
     Completions(CompletionsArgs),
+
+    /// Print the manual page (roff), or write every page into --dir
+    #[command(hide = true)]
+    Man(ManArgs),
 }
 
 /// Where the keys come from; at most one file option, else `APIM_SAS_KEY`.

@@ -9,6 +9,7 @@ mod failure;
 mod input;
 mod inspect;
 mod keys;
+mod man;
 mod mint;
 mod print;
 mod values;
@@ -30,7 +31,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Verify(a) => a.output == Output::Json && !a.batch,
         Command::Inspect(a) => a.output == Output::Json,
         Command::Convert(a) => a.output == Output::Json,
-        Command::Completions(_) => false,
+        Command::Completions(_) | Command::Man(_) => false,
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -52,5 +53,6 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Inspect(args) => inspect::run(args, now),
         Command::Convert(args) => convert::run(args),
         Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
