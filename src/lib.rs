@@ -110,3 +110,8 @@ pub use verify::{Verified, Verifier};
 
 /// Re-exported so that callers name the same `chrono` types the API takes.
 pub use chrono;
+
+/// The README's Rust snippets, compiled (and run, unless marked `no_run`) as doc tests.
+#[cfg(all(doctest, feature = "keystore"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeSnippets;
