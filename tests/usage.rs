@@ -648,3 +648,94 @@ fn expiry_too_far_on_mint_says_the_limit_and_how_to_lift_it() {
     assert!(r.stderr.contains("(30d)"), "{}", r.stderr);
     assert!(r.stderr.contains("--max-lifetime"), "{}", r.stderr);
 }
+
+#[test]
+fn text_and_json_tell_the_same_story() {
+    let dir = Dir::new();
+    dir.file("gw1.keys.json", KEYS);
+    // A uid token whose expiry has a fraction: both outputs show its 7 digits.
+    let r = dir.run(
+        &[
+            "mint",
+            "--id",
+            "gw1",
+            "--keys",
+            "gw1.keys.json",
+            "--now",
+            NOW,
+            "--format",
+            "uid",
+            "--expiry",
+            "2026-04-22T10:20:30.12345678Z",
+        ],
+        "",
+    );
+    let token = r.stdout.trim().to_owned();
+    assert!(
+        token.contains("&ex=2026-04-22T10:20:30.1234567Z&"),
+        "{token}"
+    );
+    let text = dir.run(&["inspect", "--now", NOW, &token], "").stdout;
+    let json = dir
+        .run(&["inspect", "--now", NOW, "--output", "json", &token], "")
+        .stdout;
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["expiry"], "2026-04-22T10:20:30.1234567Z");
+    assert!(
+        text.contains("\nexpiry:   2026-04-22T10:20:30.1234567Z\n"),
+        "{text}"
+    );
+    // A bare token: `none` in text, null in JSON.
+    assert!(text.contains("\nscheme:   none\n"), "{text}");
+    assert!(doc["scheme"].is_null());
+    // verify: the same expiry in its text line and its JSON.
+    let args = [
+        "verify",
+        "--id",
+        "gw1",
+        "--keys",
+        "gw1.keys.json",
+        "--now",
+        NOW,
+        &token,
+    ];
+    let text = dir.run(&args, "").stdout;
+    assert!(
+        text.starts_with(
+            "valid: gateway gw1, primary key, uid form, expires 2026-04-22T10:20:30.1234567Z (in "
+        ),
+        "{text}"
+    );
+    let mut json_args = args.to_vec();
+    json_args.extend(["--output", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&dir.run(&json_args, "").stdout).unwrap();
+    assert_eq!(doc["expiry"], "2026-04-22T10:20:30.1234567Z");
+    // With a scheme, both name it.
+    let sas = format!("SharedAccessSignature {token}");
+    let text = dir.run(&["inspect", "--now", NOW, &sas], "").stdout;
+    assert!(
+        text.contains("\nscheme:   SharedAccessSignature\n"),
+        "{text}"
+    );
+    let json = dir
+        .run(&["inspect", "--now", NOW, "--output", "json", &sas], "")
+        .stdout;
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["scheme"], "SharedAccessSignature");
+    // Errors: `invalid:` for verify's verdict, `error:` for everything else.
+    let r = dir.run(
+        &["verify", "--id", "gw1", "--keys", "gw1.keys.json", "x&y&z"],
+        "",
+    );
+    assert!(
+        r.stderr.starts_with("invalid: MalformedExpiry: "),
+        "{}",
+        r.stderr
+    );
+    let r = dir.run(&["inspect", "x&y&z"], "");
+    assert!(
+        r.stderr.starts_with("error: MalformedExpiry: "),
+        "{}",
+        r.stderr
+    );
+}
