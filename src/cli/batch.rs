@@ -238,3 +238,17 @@ pub(crate) fn run(
     );
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::whole_rate;
+
+    /// The progress bar and the summary print a whole number of tokens a second.
+    #[test]
+    fn rates_are_whole() {
+        assert_eq!(whole_rate(1_234_567.8), "1,234,568 tokens/s");
+        assert_eq!(whole_rate(0.4), "0 tokens/s");
+        assert_eq!(whole_rate(f64::NAN), "0 tokens/s");
+        assert_eq!(whole_rate(f64::INFINITY), "0 tokens/s");
+    }
+}
