@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use super::completions::CompletionsArgs;
 use super::convert::ConvertArgs;
 use super::inspect::InspectArgs;
+use super::man::ManArgs;
 use super::mint::MintArgs;
 use super::renew::RenewArgs;
 use super::verify::VerifyArgs;
@@ -81,8 +82,7 @@ Examples:
   apim-sas convert --to compact --scheme gateway-key 'uid=gw1&ex=2026-05-20T00:44:00.0000000Z&sn=…'")]
     Convert(ConvertArgs),
 
-    /// Renew the token a file holds when it is missing, invalid or about to expire (timers,
-    /// CronJobs); otherwise leave the file untouched
+    /// Renew a token file when it is missing, invalid or about to expire (timers, CronJobs)
     #[command(after_help = "\
 What it does: reads the token in --file; writes a new one (atomically, keeping the file's
 permissions, 0600 for a new file) when the file or the token is missing, the token does not
@@ -106,6 +106,10 @@ Examples:
   apim-sas completions zsh > \"${fpath[1]}/_apim-sas\"
   apim-sas completions fish > ~/.config/fish/completions/apim-sas.fish")]
     Completions(CompletionsArgs),
+
+    /// Print the manual page (roff), or write every page into --dir
+    #[command(hide = true)]
+    Man(ManArgs),
 }
 
 /// Where the keys come from; at most one file option, else `APIM_SAS_KEY`.

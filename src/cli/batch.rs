@@ -15,9 +15,9 @@ use std::time::Instant;
 use apim_sas::chrono::{DateTime, Utc};
 use apim_sas::{Verifier, MAX_TOKEN_LEN};
 
-use super::failure::Problem;
 use super::input::{next_line, too_long, trim, Line};
 use super::print;
+use super::verify::expired_when;
 
 /// Lines per batch: large enough to amortise channel traffic, small enough to keep both cores
 /// fed and memory flat.
@@ -95,7 +95,9 @@ fn verify_batch(verifier: &Verifier, batch: Batch, now: DateTime<Utc>) -> Done {
         let result = match *item {
             Item::Span(start, end) => {
                 let bytes = batch.data.get(start..end).unwrap_or_default();
-                verifier.verify_bytes(bytes, now).map_err(Problem::from)
+                verifier
+                    .verify_bytes(bytes, now)
+                    .map_err(|e| expired_when(e.into(), bytes, now))
             }
             Item::TooLong => Err(too_long()),
         };
@@ -135,25 +137,44 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
     }
     let bar = indicatif::ProgressBar::new_spinner();
     if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{spinner} {human_pos} tokens verified ({per_sec})")
+        indicatif::ProgressStyle::with_template("{spinner} {human_pos} tokens verified ({rate})")
     {
-        bar.set_style(style);
+        // A whole number of tokens a second, as the summary line prints it (indicatif's own
+        // `{per_sec}` shows four decimals).
+        bar.set_style(style.with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", whole_rate(state.per_sec()));
+            },
+        ));
     }
     Some(bar)
 }
 
-/// Verifies every line of `input`, writing JSON lines to stdout in input order.
+/// `1234567.8` tokens a second as `1,234,568 tokens/s`.
+fn whole_rate(per_sec: f64) -> String {
+    let whole = if per_sec.is_finite() && per_sec > 0.0 {
+        per_sec.round() as u64
+    } else {
+        0
+    };
+    format!("{} tokens/s", indicatif::HumanCount(whole))
+}
+
+/// Verifies every line of `input`, writing JSON lines to stdout in input order. Unless `quiet`,
+/// a summary line (and, on a terminal, a progress bar) goes to stderr.
 pub(crate) fn run(
     verifier: &Verifier,
     input: Box<dyn BufRead + Send>,
     now: DateTime<Utc>,
+    quiet: bool,
 ) -> io::Result<Summary> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (batch_tx, batch_rx) = mpsc::sync_channel::<Batch>(workers * 2);
     let (done_tx, done_rx) = mpsc::sync_channel::<Done>(workers * 2);
     let batch_rx = Mutex::new(batch_rx);
     let started = Instant::now();
-    let bar = progress_bar();
+    let bar = if quiet { None } else { progress_bar() };
 
     let mut summary = Summary {
         lines: 0,
@@ -197,6 +218,9 @@ pub(crate) fn run(
         bar.finish_and_clear();
     }
     outcome?;
+    if quiet {
+        return Ok(summary);
+    }
 
     let seconds = started.elapsed().as_secs_f64();
     let rate = if seconds > 0.0 {
@@ -205,12 +229,26 @@ pub(crate) fn run(
         0.0
     };
     eprintln!(
-        "apim-sas: {} tokens, {} valid, {} refused, in {:.3} s ({:.0} tokens/s)",
+        "apim-sas: {} tokens, {} valid, {} refused, in {:.3} s ({})",
         summary.lines,
         summary.lines - summary.refused,
         summary.refused,
         seconds,
-        rate
+        whole_rate(rate)
     );
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_rate;
+
+    /// The progress bar and the summary print a whole number of tokens a second.
+    #[test]
+    fn rates_are_whole() {
+        assert_eq!(whole_rate(1_234_567.8), "1,234,568 tokens/s");
+        assert_eq!(whole_rate(0.4), "0 tokens/s");
+        assert_eq!(whole_rate(f64::NAN), "0 tokens/s");
+        assert_eq!(whole_rate(f64::INFINITY), "0 tokens/s");
+    }
 }

@@ -10,11 +10,11 @@ use super::{input, print, values};
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
     /// The token, or - (or nothing) to read it from stdin
-    #[arg(value_name = "TOKEN", allow_hyphen_values = true)]
+    #[arg(value_name = "TOKEN")]
     pub(crate) token: Option<String>,
 
     /// Exit 1 when the token expires within this window (or has expired)
-    #[arg(long, value_name = "DUR")]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub(crate) expires_within: Option<String>,
 
     /// What to print
@@ -108,8 +108,10 @@ pub(crate) fn run(args: InspectArgs, now: DateTime<Utc>) -> Result<u8, Failure> 
         .map(|text| values::duration("--expires-within", text))
         .transpose()
         .map_err(Failure::usage)?;
-    let text = input::token_text(args.token.as_deref())?.map_err(Failure::token)?;
-    let token = UntrustedToken::parse_bytes(&text).map_err(Failure::token)?;
+    let input = input::token_text(args.token.as_deref())?;
+    let token = input
+        .read(UntrustedToken::parse_bytes)
+        .map_err(Failure::token)?;
     if prometheus {
         print::expiry_metric(&token, &labels);
         return Ok(0);

@@ -20,11 +20,11 @@ pub(crate) struct MintArgs {
     pub(crate) expiry: Option<String>,
 
     /// The lifetime from now, e.g. 29d, 12h, "1d 12h" [default: 30d]
-    #[arg(long, value_name = "DUR")]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub(crate) ttl: Option<String>,
 
-    /// Which key signs: primary or secondary
-    #[arg(long, value_name = "TYPE", default_value = "primary")]
+    /// Which key signs
+    #[arg(long, value_name = "TYPE", default_value = "primary", value_parser = values::KEY_TYPES)]
     pub(crate) key_type: String,
 
     /// The wire form
@@ -37,7 +37,7 @@ pub(crate) struct MintArgs {
     pub(crate) scheme: Option<SchemeArg>,
 
     /// The longest lifetime allowed, or none [default: 30d, Azure's limit for gateway tokens]
-    #[arg(long, value_name = "DUR|none")]
+    #[arg(long, value_name = "DUR|none", allow_hyphen_values = true)]
     pub(crate) max_lifetime: Option<String>,
 
     /// What to print

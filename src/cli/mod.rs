@@ -10,6 +10,7 @@ mod failure;
 mod input;
 mod inspect;
 mod keys;
+mod man;
 mod mint;
 mod print;
 mod renew;
@@ -33,7 +34,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Inspect(a) => a.output == inspect::InspectOutput::Json,
         Command::Convert(a) => a.output == Output::Json,
         Command::Renew(a) => a.output == Output::Json,
-        Command::Completions(_) => false,
+        Command::Completions(_) | Command::Man(_) => false,
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -56,5 +57,6 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Convert(args) => convert::run(args),
         Command::Renew(args) => renew::run(args, now),
         Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }

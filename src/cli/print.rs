@@ -278,7 +278,7 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// RFC 3339 in UTC as [`rfc3339`] writes it (fractions in groups of 3 only when present).
+/// RFC 3339 in UTC as [`rfc3339`] writes it (fractions, when present, as 7 digits).
 fn push_rfc3339(out: &mut Vec<u8>, at: DateTime<Utc>) {
     use apim_sas::chrono::{Datelike, Timelike};
     let nanos = at.nanosecond();
@@ -303,15 +303,9 @@ fn push_rfc3339(out: &mut Vec<u8>, at: DateTime<Utc>) {
     pad(out, at.minute(), 2);
     out.push(b':');
     pad(out, at.second(), 2);
-    if nanos != 0 {
+    if nanos / 100 != 0 {
         out.push(b'.');
-        if nanos.is_multiple_of(1_000_000) {
-            pad(out, nanos / 1_000_000, 3);
-        } else if nanos.is_multiple_of(1_000) {
-            pad(out, nanos / 1_000, 6);
-        } else {
-            pad(out, nanos, 9);
-        }
+        pad(out, nanos / 100, 7);
     }
     out.push(b'Z');
 }

@@ -4,7 +4,7 @@ use std::io::{self, BufRead};
 use std::path::PathBuf;
 
 use apim_sas::chrono::{DateTime, Utc};
-use apim_sas::{ErrorKind, KeyType, Policy};
+use apim_sas::{human_duration, ErrorKind, KeyType, Policy, UntrustedToken};
 use clap::Args;
 
 use super::args::{KeySource, Output};
@@ -14,7 +14,7 @@ use super::{batch, input, keys, print, values};
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// The token, or - (or nothing) to read it from stdin
-    #[arg(value_name = "TOKEN", allow_hyphen_values = true, conflicts_with_all = ["batch", "input"])]
+    #[arg(value_name = "TOKEN", conflicts_with_all = ["batch", "input"])]
     pub(crate) token: Option<String>,
 
     /// The gateway id the keys belong to (needed with --key-file, --keys and APIM_SAS_KEY)
@@ -22,15 +22,25 @@ pub(crate) struct VerifyArgs {
     pub(crate) id: Option<String>,
 
     /// Clock skew tolerated after expiry
-    #[arg(long, value_name = "DUR", default_value = "60s")]
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "60s",
+        allow_hyphen_values = true
+    )]
     pub(crate) leeway: String,
 
     /// The longest lifetime a token may claim, or none
-    #[arg(long, value_name = "DUR|none", default_value = "30d")]
+    #[arg(
+        long,
+        value_name = "DUR|none",
+        default_value = "30d",
+        allow_hyphen_values = true
+    )]
     pub(crate) max_lifetime: String,
 
     /// Only this key (with --key-file: the type of the key in it) [default: both keys]
-    #[arg(long, value_name = "TYPE")]
+    #[arg(long, value_name = "TYPE", value_parser = values::KEY_TYPES)]
     pub(crate) key_type: Option<String>,
 
     /// What to print (--batch always writes JSON lines)
@@ -44,6 +54,10 @@ pub(crate) struct VerifyArgs {
     /// The file of tokens for --batch [default: stdin]
     #[arg(long, value_name = "PATH", requires = "batch")]
     pub(crate) input: Option<PathBuf>,
+
+    /// With --batch: no summary line and no progress bar on stderr
+    #[arg(short, long, requires = "batch")]
+    pub(crate) quiet: bool,
 
     #[command(flatten)]
     pub(crate) keys: KeySource,
@@ -71,7 +85,7 @@ pub(crate) fn run(args: VerifyArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
             )),
             None => Box::new(io::BufReader::with_capacity(1 << 16, io::stdin())),
         };
-        let summary = batch::run(&verifier, input, now).map_err(|e| {
+        let summary = batch::run(&verifier, input, now, args.quiet).map_err(|e| {
             Failure::invocation(
                 ErrorKind::UnreadableInput,
                 "token",
@@ -81,12 +95,34 @@ pub(crate) fn run(args: VerifyArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
         return Ok(u8::from(summary.refused > 0));
     }
 
-    let result = match input::token_text(args.token.as_deref())? {
-        Ok(text) => verifier.verify_bytes(&text, now).map_err(Problem::from),
-        Err(problem) => Err(problem),
-    };
+    let input = input::token_text(args.token.as_deref())?;
+    let result = input.read(|text| {
+        verifier
+            .verify_bytes(text, now)
+            .map_err(|e| expired_when(e.into(), text, now))
+    });
     print::verified(args.output == Output::Json, &result, now);
     Ok(u8::from(result.is_err()))
+}
+
+/// `TokenExpired` says when the token expired. Lifetime is checked after the signature, so a
+/// token refused as expired is authentic and its expiry can be told.
+pub(crate) fn expired_when(problem: Problem, text: &[u8], now: DateTime<Utc>) -> Problem {
+    if problem.kind() != ErrorKind::TokenExpired {
+        return problem;
+    }
+    match UntrustedToken::parse_bytes(text) {
+        Ok(token) => {
+            let message = format!(
+                "{} (at {}, {} ago)",
+                problem.message(),
+                values::rfc3339(token.expiry()),
+                human_duration(token.expiry().signed_duration_since(now)),
+            );
+            Problem::new(problem.kind(), problem.target(), message)
+        }
+        Err(_) => problem,
+    }
 }
 
 fn unreadable(path: &std::path::Path, e: &io::Error) -> Failure {
