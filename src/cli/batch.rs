@@ -13,11 +13,11 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use apim_sas::chrono::{DateTime, Utc};
-use apim_sas::{Verifier, MAX_TOKEN_LEN};
+use apim_sas::{human_duration, ErrorKind, UntrustedToken, Verified, Verifier, MAX_TOKEN_LEN};
 
+use super::failure::Problem;
 use super::input::{next_line, too_long, trim, Line};
-use super::print;
-use super::verify::expired_when;
+use super::{print, values};
 
 /// Lines per batch: large enough to amortise channel traffic, small enough to keep both cores
 /// fed and memory flat.
@@ -95,9 +95,7 @@ fn verify_batch(verifier: &Verifier, batch: Batch, now: DateTime<Utc>) -> Done {
         let result = match *item {
             Item::Span(start, end) => {
                 let bytes = batch.data.get(start..end).unwrap_or_default();
-                verifier
-                    .verify_bytes(bytes, now)
-                    .map_err(|e| expired_when(e.into(), bytes, now))
+                verdict(verifier, bytes, now)
             }
             Item::TooLong => Err(too_long()),
         };
@@ -237,6 +235,37 @@ pub(crate) fn run(
         whole_rate(rate)
     );
     Ok(summary)
+}
+
+/// One token's verdict, as the command reports it (single or batch).
+pub(crate) fn verdict<'v>(
+    verifier: &'v Verifier,
+    bytes: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Verified<'v>, Problem> {
+    verifier
+        .verify_bytes(bytes, now)
+        .map_err(|e| expired_when(e.into(), bytes, now))
+}
+
+/// `TokenExpired` says when the token expired. Lifetime is checked after the signature, so a
+/// token refused as expired is authentic and its expiry can be told.
+fn expired_when(problem: Problem, text: &[u8], now: DateTime<Utc>) -> Problem {
+    if problem.kind() != ErrorKind::TokenExpired {
+        return problem;
+    }
+    match UntrustedToken::parse_bytes(text) {
+        Ok(token) => {
+            let message = format!(
+                "{} (at {}, {} ago)",
+                problem.message(),
+                values::rfc3339(token.expiry()),
+                human_duration(token.expiry().signed_duration_since(now)),
+            );
+            Problem::new(problem.kind(), problem.target(), message)
+        }
+        Err(_) => problem,
+    }
 }
 
 #[cfg(test)]

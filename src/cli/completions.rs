@@ -16,9 +16,8 @@
 use std::io::{self, Write};
 
 use clap::builder::{PossibleValue, PossibleValuesParser};
-use clap::{Arg, Args, Command, CommandFactory, ValueEnum, ValueHint};
+use clap::{Arg, Args, Command, ValueEnum, ValueHint};
 
-use super::args::Cli;
 use super::failure::Failure;
 
 /// The name the scripts complete.
@@ -41,22 +40,22 @@ pub(crate) enum Shell {
     Fish,
 }
 
-pub(crate) fn run(args: CompletionsArgs) -> Result<u8, Failure> {
+pub(crate) fn run(args: CompletionsArgs, cli: Command) -> Result<u8, Failure> {
     let mut out = io::stdout().lock();
     // A closed stdout (`| head`) leaves nothing to report.
-    let _ = out.write_all(script(args.shell).as_bytes());
+    let _ = out.write_all(script(args.shell, cli).as_bytes());
     let _ = out.flush();
     Ok(0)
 }
 
-/// The completion script for `shell`.
-pub(crate) fn script(shell: Shell) -> String {
+/// The completion script for `shell`, of the command line `cli`.
+pub(crate) fn script(shell: Shell, cli: Command) -> String {
     let (generator, repair): (clap_complete::Shell, fn(String) -> String) = match shell {
         Shell::Bash => (clap_complete::Shell::Bash, respell_bash_states),
         Shell::Zsh => (clap_complete::Shell::Zsh, |s| s),
         Shell::Fish => (clap_complete::Shell::Fish, |s| s),
     };
-    let mut cmd = Cli::command();
+    let mut cmd = cli;
     cmd.build();
     let mut cmd = for_completion(cmd);
     let mut out = Vec::new();
@@ -128,10 +127,11 @@ fn respell_bash_states(script: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn bash_states_are_spelled_one_way() {
-        let script = script(Shell::Bash);
+        let script = script(Shell::Bash, crate::cli::args::Cli::command());
         assert!(!script.contains("apim__subcmd__sas"));
         assert!(script.contains("cmd=\"apim__sas__subcmd__mint\""));
         assert!(script.contains("\n        apim__sas__subcmd__mint)\n"));
@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn fish_value_descriptions_carry_no_double_quotes() {
-        let script = script(Shell::Fish);
+        let script = script(Shell::Fish, crate::cli::args::Cli::command());
         for line in script.lines().filter(|l| l.contains("\\t'")) {
             let description = line.split("\\t'").nth(1).unwrap_or_default();
             assert!(

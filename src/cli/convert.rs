@@ -3,8 +3,8 @@
 use apim_sas::{Format, UntrustedToken};
 use clap::Args;
 
-use super::args::{FormatArg, Output, SchemeArg};
 use super::failure::Failure;
+use super::flags::{FormatArg, Output, SchemeArg};
 use super::{input, print};
 
 #[derive(Debug, Args)]

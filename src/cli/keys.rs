@@ -10,8 +10,8 @@ use std::path::Path;
 use apim_sas::{ErrorKind, GatewayKey, KeyPair, KeyType, Keystore, Policy, Verifier};
 use zeroize::Zeroizing;
 
-use super::args::KeySource;
 use super::failure::{Failure, Problem};
+use super::flags::KeySource;
 use super::input::strip_bom;
 
 /// The environment variable read when no key file is given.

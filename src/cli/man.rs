@@ -8,9 +8,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use apim_sas::ErrorKind;
-use clap::{Args, CommandFactory};
+use clap::Args;
 
-use super::args::Cli;
 use super::failure::Failure;
 
 #[derive(Debug, Args)]
@@ -20,8 +19,8 @@ pub(crate) struct ManArgs {
     dir: Option<PathBuf>,
 }
 
-pub(crate) fn run(args: ManArgs) -> Result<u8, Failure> {
-    let cmd = Cli::command();
+pub(crate) fn run(args: ManArgs, cli: clap::Command) -> Result<u8, Failure> {
+    let cmd = cli;
     let unwritable = |what: &dyn std::fmt::Display, e: io::Error| {
         Failure::invocation(ErrorKind::InvalidArgument, "dir", format!("{what}: {e}"))
     };

@@ -5,8 +5,8 @@ use apim_sas::chrono::{DateTime, Utc};
 use apim_sas::{ErrorKind, KeyType, Policy, Signer};
 use clap::{Args, ValueEnum};
 
-use super::args::{FormatArg, KeySource, SchemeArg};
 use super::failure::Failure;
+use super::flags::{FormatArg, KeySource, SchemeArg};
 use super::{keys, print, values};
 
 #[derive(Debug, Args)]

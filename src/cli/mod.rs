@@ -7,6 +7,7 @@ mod batch;
 mod completions;
 mod convert;
 mod failure;
+mod flags;
 mod input;
 mod inspect;
 mod keys;
@@ -20,10 +21,11 @@ mod verify;
 use std::process::ExitCode;
 
 use apim_sas::chrono::Utc;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use args::{Cli, Command, Output};
+use args::{Cli, Command};
 use failure::Failure;
+use flags::Output;
 
 /// Runs the command line; the process's exit code.
 pub(crate) fn main() -> ExitCode {
@@ -56,7 +58,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Inspect(args) => inspect::run(args, now),
         Command::Convert(args) => convert::run(args),
         Command::Renew(args) => renew::run(args, now),
-        Command::Completions(args) => completions::run(args),
-        Command::Man(args) => man::run(args),
+        Command::Completions(args) => completions::run(args, Cli::command()),
+        Command::Man(args) => man::run(args, Cli::command()),
     }
 }

@@ -12,8 +12,8 @@ use apim_sas::chrono::{DateTime, Utc};
 use apim_sas::{ErrorKind, KeyType, Policy, Signer, UntrustedToken};
 use clap::{Args, ValueEnum};
 
-use super::args::{FormatArg, KeySource, Output, SchemeArg};
 use super::failure::Failure;
+use super::flags::{FormatArg, KeySource, Output, SchemeArg};
 use super::input::{strip_bom, LINE_LIMIT};
 use super::print::{self, DOCKER_ENV_AUTH};
 use super::{atomic, keys, mint, values};

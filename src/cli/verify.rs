@@ -4,11 +4,11 @@ use std::io::{self, BufRead};
 use std::path::PathBuf;
 
 use apim_sas::chrono::{DateTime, Utc};
-use apim_sas::{human_duration, ErrorKind, KeyType, Policy, UntrustedToken};
+use apim_sas::{ErrorKind, KeyType, Policy};
 use clap::Args;
 
-use super::args::{KeySource, Output};
-use super::failure::{Failure, Problem};
+use super::failure::Failure;
+use super::flags::{KeySource, Output};
 use super::{batch, input, keys, print, values};
 
 #[derive(Debug, Args)]
@@ -96,33 +96,9 @@ pub(crate) fn run(args: VerifyArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
     }
 
     let input = input::token_text(args.token.as_deref())?;
-    let result = input.read(|text| {
-        verifier
-            .verify_bytes(text, now)
-            .map_err(|e| expired_when(e.into(), text, now))
-    });
+    let result = input.read(|text| batch::verdict(&verifier, text, now));
     print::verified(args.output == Output::Json, &result, now);
     Ok(u8::from(result.is_err()))
-}
-
-/// `TokenExpired` says when the token expired. Lifetime is checked after the signature, so a
-/// token refused as expired is authentic and its expiry can be told.
-pub(crate) fn expired_when(problem: Problem, text: &[u8], now: DateTime<Utc>) -> Problem {
-    if problem.kind() != ErrorKind::TokenExpired {
-        return problem;
-    }
-    match UntrustedToken::parse_bytes(text) {
-        Ok(token) => {
-            let message = format!(
-                "{} (at {}, {} ago)",
-                problem.message(),
-                values::rfc3339(token.expiry()),
-                human_duration(token.expiry().signed_duration_since(now)),
-            );
-            Problem::new(problem.kind(), problem.target(), message)
-        }
-        Err(_) => problem,
-    }
 }
 
 fn unreadable(path: &std::path::Path, e: &io::Error) -> Failure {
