@@ -9,14 +9,14 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use apim_sas::chrono::{DateTime, Utc};
 use apim_sas::{human_duration, ErrorKind, UntrustedToken, Verified, Verifier, MAX_TOKEN_LEN};
 
 use super::failure::Problem;
-use super::input::{next_line, too_long, trim, Line};
+use super::input::{next_line, too_long, trim, Line, BOM};
 use super::{print, values};
 
 /// Lines per batch: large enough to amortise channel traffic, small enough to keep both cores
@@ -50,6 +50,14 @@ pub(crate) struct Summary {
     pub(crate) refused: u64,
 }
 
+/// Why a batch stopped before the end of its input.
+pub(crate) enum Stop {
+    /// The input could not be read.
+    Read(io::Error),
+    /// The results could not be written (a full disk, say; not a closed pipe).
+    Write(io::Error),
+}
+
 fn read_batches(mut input: impl BufRead, batches: SyncSender<Batch>) -> io::Result<()> {
     let mut line = Vec::new();
     let mut next_line_no = 1u64;
@@ -61,7 +69,12 @@ fn read_batches(mut input: impl BufRead, batches: SyncSender<Batch>) -> io::Resu
             items: Vec::with_capacity(BATCH_LINES),
         };
         while batch.items.len() < BATCH_LINES {
-            match next_line(&mut input, &mut line)? {
+            let read = next_line(&mut input, &mut line)?;
+            if seq == 0 && batch.items.is_empty() && line.starts_with(BOM) {
+                // A file written by a Windows tool: the mark is no part of the first token.
+                line.drain(..BOM.len());
+            }
+            match read {
                 None => break,
                 Some(Line::TooLong) => batch.items.push(Item::TooLong),
                 // Too long once trimmed: refused without being kept, so that a batch holds at
@@ -112,7 +125,7 @@ fn verify_batch(verifier: &Verifier, batch: Batch, now: DateTime<Utc>) -> Done {
 
 fn work(
     verifier: &Verifier,
-    batches: &Mutex<Receiver<Batch>>,
+    batches: Arc<Mutex<Receiver<Batch>>>,
     done: SyncSender<Done>,
     now: DateTime<Utc>,
 ) {
@@ -161,16 +174,21 @@ fn whole_rate(per_sec: f64) -> String {
 
 /// Verifies every line of `input`, writing JSON lines to stdout in input order. Unless `quiet`,
 /// a summary line (and, on a terminal, a progress bar) goes to stderr.
+///
+/// A closed stdout (`| head -1`) stops the run quietly, as Unix tools do: the workers and the
+/// reader stop at their next hand-over, and no summary is written.
 pub(crate) fn run(
     verifier: &Verifier,
     input: Box<dyn BufRead + Send>,
     now: DateTime<Utc>,
     quiet: bool,
-) -> io::Result<Summary> {
+) -> Result<Summary, Stop> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (batch_tx, batch_rx) = mpsc::sync_channel::<Batch>(workers * 2);
     let (done_tx, done_rx) = mpsc::sync_channel::<Done>(workers * 2);
-    let batch_rx = Mutex::new(batch_rx);
+    // Shared by the workers alone: once they have all stopped, the reader's next hand-over
+    // fails and it stops too.
+    let batch_rx = Arc::new(Mutex::new(batch_rx));
     let started = Instant::now();
     let bar = if quiet { None } else { progress_bar() };
 
@@ -178,27 +196,31 @@ pub(crate) fn run(
         lines: 0,
         refused: 0,
     };
-    let outcome = std::thread::scope(|scope| -> io::Result<()> {
+    let mut closed = false;
+    let outcome = std::thread::scope(|scope| -> Result<(), Stop> {
         let reader = scope.spawn(move || read_batches(input, batch_tx));
         for _ in 0..workers {
             let done_tx = done_tx.clone();
-            let batch_rx = &batch_rx;
+            let batch_rx = Arc::clone(&batch_rx);
             scope.spawn(move || work(verifier, batch_rx, done_tx, now));
         }
         drop(done_tx);
+        drop(batch_rx);
 
         let stdout = io::stdout();
         let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
         let mut pending = BTreeMap::new();
         let mut next = 0u64;
         let mut written = Ok(());
-        for done in done_rx {
+        'results: for done in done_rx {
             pending.insert(done.seq, done);
             while let Some(done) = pending.remove(&next) {
                 summary.lines += done.lines;
                 summary.refused += done.refused;
-                if written.is_ok() {
-                    written = out.write_all(&done.out);
+                written = out.write_all(&done.out);
+                if written.is_err() {
+                    // Dropping the receiver stops the workers, and then the reader.
+                    break 'results;
                 }
                 if let Some(bar) = &bar {
                     bar.inc(done.lines);
@@ -206,17 +228,25 @@ pub(crate) fn run(
                 next += 1;
             }
         }
-        written?;
-        out.flush()?;
-        reader
+        let written = written.and_then(|()| out.flush());
+        drop(out);
+        let read = reader
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the reader thread failed")))
+            .unwrap_or_else(|_| Err(io::Error::other("the reader thread failed")));
+        match written {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                closed = true;
+                Ok(())
+            }
+            Err(e) => Err(Stop::Write(e)),
+            Ok(()) => read.map_err(Stop::Read),
+        }
     });
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     outcome?;
-    if quiet {
+    if quiet || closed {
         return Ok(summary);
     }
 

@@ -25,9 +25,12 @@ pub(crate) fn too_long() -> Problem {
     )
 }
 
-/// Drops a leading UTF-8 byte-order mark (Windows tools write one).
+/// The UTF-8 byte-order mark that Windows tools write at the start of a text file.
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Drops a leading UTF-8 byte-order mark.
 pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
-    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+    bytes.strip_prefix(BOM).unwrap_or(bytes)
 }
 
 /// Trims surrounding ASCII whitespace (a trailing newline, a `\r`).

@@ -85,12 +85,17 @@ pub(crate) fn run(args: VerifyArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
             )),
             None => Box::new(io::BufReader::with_capacity(1 << 16, io::stdin())),
         };
-        let summary = batch::run(&verifier, input, now, args.quiet).map_err(|e| {
-            Failure::invocation(
+        let summary = batch::run(&verifier, input, now, args.quiet).map_err(|stop| match stop {
+            batch::Stop::Read(e) => Failure::invocation(
                 ErrorKind::UnreadableInput,
                 "token",
                 format!("reading tokens: {e}"),
-            )
+            ),
+            batch::Stop::Write(e) => Failure::invocation(
+                ErrorKind::InvalidArgument,
+                "output",
+                format!("writing results to stdout: {e}"),
+            ),
         })?;
         return Ok(u8::from(summary.refused > 0));
     }
