@@ -46,9 +46,13 @@ Examples:
   # A 29-day self-hosted gateway token from the keys Azure's list-keys operation returns:
   apim-sas mint --id gw1 --keys gw1.keys.json --ttl 29d
 
-  # The Kubernetes Secret the gateway deployment reads (key `value`):
+  # The Kubernetes Secret the gateway deployment reads (key `value`, the portal's YAML):
   apim-sas mint --id gw1 --keys gw1.keys.json --key-type secondary \\
       --output k8s-secret --secret-name gw1-token --namespace apim | kubectl apply -f -
+
+  # The same for the official Helm chart (secret.existingSecretName, key `gateway-key`):
+  apim-sas mint --id gw1 --keys gw1.keys.json --output k8s-secret \\
+      --secret-key gateway-key --secret-name gw1-token --namespace apim | kubectl apply -f -
 
   # A management API token (uid form, Authorization header) from APIM_SAS_KEY:
   APIM_SAS_KEY=\"$(cat key.txt)\" apim-sas mint --id integration --format uid --scheme sas --ttl 1h")]
