@@ -30,6 +30,8 @@ for i, v in enumerate(vectors):
         write("parse", f"golden-{i:03d}-gk", b"GatewayKey " + token)
     if i % 3 == 1:
         write("parse", f"golden-{i:03d}-sas", b"sharedaccesssignature  " + token)
+    if i % 3 == 2:
+        write("parse", f"golden-{i:03d}-portal", b'SharedAccessSignature token="' + token + b'",refresh="true"')
     write("roundtrip", f"seed-{i:03d}", token + bytes(rng.getrandbits(8) for _ in range(16)))
 
 GATEWAYS = [
@@ -46,3 +48,5 @@ for gw, primary, secondary in GATEWAYS:
             if o[17:] == "00.0000000Z":
                 c = o[0:4] + o[5:7] + o[8:10] + o[11:13] + o[14:16]
                 write("verify", f"{gw[:8]}-{key_name}-{o[:19]}-compact", f"GatewayKey {gw}&{c}&{sig}".encode())
+                write("verify", f"{gw[:8]}-{key_name}-{o[:19]}-portal",
+                      f'SharedAccessSignature token="{gw}&{c}&{sig}"'.encode())

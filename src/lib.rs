@@ -1,6 +1,6 @@
 //! Mint and verify Azure API Management shared-access tokens offline.
 //!
-//! Two wire forms of one token (DESIGN §1):
+//! Two wire forms of one token (the full rules, and every error code, are in `docs/format.md`):
 //!
 //! | form | bare token |
 //! | --- | --- |
@@ -85,7 +85,7 @@
 //!
 //! - Input that is only whitespace is `EmptyToken`, as it is for the command line (which trims).
 //! - The fields of a uid token in another order (`ex=…&uid=…&sn=…`) are `MalformedToken`;
-//!   `UID=…` in upper case is read as a compact id, as DESIGN §1 says.
+//!   `UID=…` in upper case is read as a compact id (field names are case-sensitive).
 //! - Printable non-ASCII characters (a fullwidth `＆`, a zero-width space) are refused by the
 //!   field they sit in; Unicode whitespace and control characters anywhere are `MalformedToken`.
 //! - Errors about untrusted tokens name the field and the rule, never echo the token's bytes.
@@ -121,3 +121,8 @@ pub use verify::{Verified, Verifier};
 
 /// Re-exported so that callers name the same `chrono` types the API takes.
 pub use chrono;
+
+/// The README's Rust snippets, compiled (and run, unless marked `no_run`) as doc tests.
+#[cfg(all(doctest, feature = "keystore"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeSnippets;

@@ -459,7 +459,7 @@ fn verify_answers_200_with_who_it_was_and_401_with_the_code() {
     assert_eq!(reply.header("x-apim-token-format"), Some("uid"));
     assert_eq!(
         reply.header("x-apim-token-expiry"),
-        Some("2026-04-22T00:44:00.500Z")
+        Some("2026-04-22T00:44:00.5000000Z")
     );
 
     // The developer portal's form, and a scheme in another case with two spaces.

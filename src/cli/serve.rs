@@ -40,8 +40,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Mutex};
 use tracing::{debug, error, info, warn};
 
-use super::args::KeySource;
 use super::failure::Failure;
+use super::flags::KeySource;
 use super::{keys, values};
 
 #[derive(Debug, Args)]
@@ -79,16 +79,16 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
 
-    /// How long a connection may take to send a complete request head
-    #[arg(long, value_name = "DUR", default_value = "10s", hide = true)]
+    /// How long a connection may take to send a complete request head before it is closed
+    #[arg(long, value_name = "DUR", default_value = "10s")]
     pub(crate) head_timeout: String,
 
-    /// How often the key file is checked for changes, or none
-    #[arg(long, value_name = "DUR|none", default_value = "500ms", hide = true)]
+    /// How often the key file is checked for changes (SIGHUP reloads at once), or none
+    #[arg(long, value_name = "DUR|none", default_value = "500ms")]
     pub(crate) poll: String,
 
-    /// Runtime worker threads; 1 runs everything on one thread [default: one per core]
-    #[arg(long, value_name = "N", hide = true)]
+    /// Threads answering requests; 1 runs everything on one thread [default: one per core]
+    #[arg(long, value_name = "N")]
     pub(crate) workers: Option<usize>,
 
     #[command(flatten)]
