@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
             let key = match v.key_type() {
                 KeyType::Primary => primary,
                 KeyType::Secondary => secondary,
+                other => panic!("a key type this keystore never held: {other}"),
             };
             let token = Signer::new(v.id(), &GatewayKey::new(*key).unwrap())
                 .unwrap()
