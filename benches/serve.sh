@@ -20,6 +20,7 @@
 #                    everything under test (serve, node, both nginx) on CPU 1: cleaner on an idle
 #                    machine, but on a shared one a pinned process cannot flee a busy core.
 #   SERVE_ARGS=""    extra flags for `apim-sas serve` (e.g. "--workers 1").
+#   BIN=PATH         time this apim-sas binary instead of building target/release/apim-sas.
 #   KEEP=1           keep the temporary directory (configs, logs, raw results).
 # Needs: cargo, node, curl, python3; installs wrk and nginx with apt-get when they are missing.
 set -euo pipefail
@@ -54,8 +55,12 @@ else
 fi
 
 # --- build, keys, tokens -------------------------------------------------------------------------
-cargo build --release --quiet
-bin=$PWD/target/release/apim-sas
+if [[ -n ${BIN:-} ]]; then
+  bin=$(realpath "$BIN")
+else
+  cargo build --release --quiet
+  bin=$PWD/target/release/apim-sas
+fi
 have_serve=1
 "$bin" serve --help >/dev/null 2>&1 || {
   have_serve=0
@@ -288,6 +293,9 @@ print(f"{rps:.0f} {p50} {p99} {bcpu:.2f} {fcpu:.2f} {(user + system) / real:.2f}
 done
 
 # --- summary -------------------------------------------------------------------------------------
+echo
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(nginx -v 2>&1 | sed 's/.*version: //'), node $(node --version), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+echo "command: ${PIN:+PIN=$PIN }${SERVE_ARGS:+SERVE_ARGS=\"$SERVE_ARGS\" }benches/serve.sh $rounds $duration $conns"
 python3 - "$dir/results.txt" "$duration" "$conns" "$pin" "$serve_args" <<'PY'
 import statistics, sys
 from collections import defaultdict
