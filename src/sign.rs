@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Op, Target};
 use crate::expiry::{self, OForm};
 use crate::key::{GatewayKey, KeyedMac};
 use crate::policy::Policy;
-use crate::token::{self, Format, Token, SIGNATURE_LEN};
+use crate::token::{self, Format, Token, UntrustedToken, SIGNATURE_LEN};
 
 /// The one place that defines what a signature covers (DESIGN §1):
 ///
@@ -67,7 +67,9 @@ pub(crate) fn check_id_for(id: &str, op: Op) -> Result<(), Error> {
 #[derive(Clone)]
 pub struct Signer {
     id: Box<str>,
-    keyed: KeyedMac,
+    // Boxed: moving or cloning a signer moves a pointer, never the HMAC states (see
+    // `GatewayKey`'s "Key hygiene").
+    keyed: Box<KeyedMac>,
 }
 
 impl Signer {
@@ -80,7 +82,7 @@ impl Signer {
         Signer::check_id(id)?;
         Ok(Signer {
             id: id.into(),
-            keyed: key.keyed_mac(),
+            keyed: key.keyed_mac()?,
         })
     }
 
@@ -150,9 +152,69 @@ impl Signer {
         let floored = policy.check_mint(expiry, format, now)?;
         self.sign(floored, format)
     }
+
+    /// Verifies a token with this signer's one key: for a service that holds a single gateway's
+    /// key. (For many gateways, or both keys during a rotation, use a
+    /// [`Verifier`](crate::Verifier).)
+    ///
+    /// The checks and their order are the verifier's: the token's id must be this signer's
+    /// (`GatewayNotExist`); its signature must be this key's (`SignatureMismatch`: recomputed
+    /// over the token's id and expiry, compared in constant time by the `hmac` crate); then its
+    /// lifetime under `policy` at `now` (`TokenExpired`, `ExpiryTooFar`), so a lifetime code
+    /// implies the token is authentic. Status 401. Compare tokens this way, not with `==` on
+    /// their text.
+    ///
+    /// ```
+    /// use apim_sas::{Format, GatewayKey, Policy, Signer, UntrustedToken};
+    /// use chrono::{TimeDelta, TimeZone, Utc};
+    ///
+    /// let key = GatewayKey::new("sample-key-do-not-use")?;
+    /// let signer = Signer::new("gw1", &key)?;
+    /// let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 0, 0).unwrap();
+    /// let token = signer.sign(now + TimeDelta::days(7), Format::Compact)?.to_string();
+    /// let policy = Policy::default();
+    /// signer.verify(&UntrustedToken::parse(&token)?, now, &policy)?;
+    ///
+    /// let forged = token.replacen("&2026", "&2027", 1);
+    /// let err = signer.verify(&UntrustedToken::parse(&forged)?, now, &policy).unwrap_err();
+    /// assert_eq!((err.code(), err.http_status()), ("SignatureMismatch", 401));
+    /// let later = now + TimeDelta::days(8);
+    /// let err = signer.verify(&UntrustedToken::parse(&token)?, later, &policy).unwrap_err();
+    /// assert_eq!(err.code(), "TokenExpired");
+    /// let other = Signer::new("gw2", &key)?;
+    /// let err = other.verify(&UntrustedToken::parse(&token)?, now, &policy).unwrap_err();
+    /// assert_eq!(err.code(), "GatewayNotExist");
+    /// # Ok::<(), apim_sas::Error>(())
+    /// ```
+    pub fn verify(
+        &self,
+        token: &UntrustedToken<'_>,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<(), Error> {
+        // Ids are not secret: an ordinary comparison.
+        if token.id() != &*self.id {
+            return Err(Error::token(
+                ErrorKind::GatewayNotExist,
+                Target::Id,
+                "id: no key is known for this gateway",
+            ));
+        }
+        mac_over(&self.keyed, self.id.as_bytes(), token.o_form())
+            .verify_slice(token.mac())
+            .map_err(|_| {
+                Error::token(
+                    ErrorKind::SignatureMismatch,
+                    Target::Signature,
+                    "signature: this key does not produce this signature",
+                )
+            })?;
+        policy.check(token.expiry(), now)
+    }
 }
 
-// The keyed HMAC states are wiped on drop (`hmac`'s `zeroize` feature); the id is not secret.
+// The keyed HMAC states are wiped on drop (sha2's `zeroize` feature, through the box); the id is
+// not secret.
 impl zeroize::ZeroizeOnDrop for Signer {}
 
 impl fmt::Debug for Signer {

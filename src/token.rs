@@ -17,6 +17,7 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, Timelike, Utc};
+use ctutils::CtEq;
 
 use crate::error::{Error, ErrorKind, Target};
 use crate::expiry::{self, OForm};
@@ -315,7 +316,9 @@ fn check_size(input: &[u8]) -> Result<(), Error> {
 /// assert!(t.convert(Format::Uid)?.as_str().starts_with("uid=gw1&ex=2019-04-21T00:44:00.0000000Z&sn=zmRTy"));
 /// # Ok::<(), apim_sas::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `==` compares the signature in constant time.
+#[derive(Debug, Clone)]
 pub struct UntrustedToken<'a> {
     scheme: Option<Scheme>,
     format: Format,
@@ -509,8 +512,8 @@ fn ascii(bytes: &[u8]) -> &str {
 /// A token this crate minted: the bare token plus its parts.
 ///
 /// `Display` writes the bare token, as Azure's generate-token operation returns it;
-/// [`Token::with_scheme`] renders it with a scheme.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// [`Token::with_scheme`] renders it with a scheme. `==` compares the signature in constant time.
+#[derive(Clone)]
 pub struct Token {
     text: String,
     id_len: usize,
@@ -605,6 +608,44 @@ impl fmt::Debug for Token {
             .field("expiry", &self.expiry)
             .field("format", &self.format)
             .finish_non_exhaustive()
+    }
+}
+
+// Equality on tokens compares their signatures in constant time: a program comparing a
+// presented token with an expected one must not reveal, by how long `==` takes, how much of the
+// signature matched. The other fields are public; they are compared as usual.
+impl PartialEq for UntrustedToken<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let same_signature = bool::from(
+            self.mac.ct_eq(&other.mac)
+                & self.signature.as_bytes().ct_eq(other.signature.as_bytes()),
+        );
+        same_signature
+            & (self.scheme == other.scheme)
+            & (self.format == other.format)
+            & (self.id == other.id)
+            & (self.expiry == other.expiry)
+            & (self.o_form == other.o_form)
+    }
+}
+
+impl Eq for UntrustedToken<'_> {}
+
+impl PartialEq for Token {
+    fn eq(&self, other: &Token) -> bool {
+        bool::from(self.text.as_bytes().ct_eq(other.text.as_bytes()))
+            & (self.id_len == other.id_len)
+            & (self.expiry == other.expiry)
+            & (self.format == other.format)
+    }
+}
+
+impl Eq for Token {}
+
+// The text determines the other fields, so equal tokens hash alike.
+impl std::hash::Hash for Token {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
     }
 }
 

@@ -12,10 +12,14 @@ use crate::sign::{check_id_for, mac_over};
 use crate::token::{Format, UntrustedToken};
 
 /// The keyed states of one gateway's two keys, computed at insert.
+///
+/// Each state is boxed: the map moves its entries whenever it grows and frees the old table
+/// unwiped, so the entries hold pointers, never the states (see `GatewayKey`'s "Key hygiene").
+/// A box's state is wiped when the box is dropped.
 #[derive(Clone, Default)]
 struct Gateway {
-    primary: Option<KeyedMac>,
-    secondary: Option<KeyedMac>,
+    primary: Option<Box<KeyedMac>>,
+    secondary: Option<Box<KeyedMac>>,
 }
 
 /// Verifies tokens against the primary and secondary keys of many gateways.
@@ -76,7 +80,7 @@ impl Verifier {
     /// status 500: a keystore is configuration.
     pub fn insert(&mut self, id: &str, key_type: KeyType, key: &GatewayKey) -> Result<(), Error> {
         check_id_for(id, Op::Config)?;
-        let keyed = Some(key.keyed_mac());
+        let keyed = Some(key.keyed_mac()?);
         let gateway = self.gateways.entry(id.into()).or_default();
         match key_type {
             KeyType::Primary => gateway.primary = keyed,
@@ -128,7 +132,7 @@ impl Verifier {
                 "id: no key is known for this gateway",
             ));
         };
-        let matches = |keyed: &Option<KeyedMac>| {
+        let matches = |keyed: &Option<Box<KeyedMac>>| {
             keyed.as_ref().is_some_and(|keyed| {
                 mac_over(keyed, id.as_bytes(), token.o_form())
                     .verify_slice(token.mac())

@@ -295,6 +295,78 @@ fn empty_key_and_invalid_key() {
     expect(GatewayKey::new("a\tb"), "InvalidKey", "key", 500);
 }
 
+/// Control and format characters (Unicode category Cf: a byte-order mark, a zero-width space, a
+/// soft hyphen, direction marks, tags) are invisible when pasted with a key; the error names the
+/// character and where it is, never the key.
+#[test]
+fn invalid_key_names_the_invisible_character_and_its_place() {
+    let cases = [
+        (
+            "\u{feff}sample-key",
+            "key: a format character (U+FEFF) at character 1; \
+             a byte-order mark or zero-width space pasted with it?",
+        ),
+        (
+            "sample\u{200b}-key",
+            "key: a format character (U+200B) at character 7; \
+             a byte-order mark or zero-width space pasted with it?",
+        ),
+        (
+            "sample-keé\u{ad}",
+            "key: a format character (U+00AD) at character 11; \
+             a byte-order mark or zero-width space pasted with it?",
+        ),
+        (
+            "sample-key\n",
+            "key: a control character (U+000A) at character 11; \
+             a newline or tab pasted with it?",
+        ),
+        (
+            "a\u{85}b",
+            "key: a control character (U+0085) at character 2; \
+             a newline or tab pasted with it?",
+        ),
+    ];
+    for (key, message) in cases {
+        let err = GatewayKey::new(key).unwrap_err();
+        assert_eq!(
+            (err.code(), err.target(), err.http_status(), err.message()),
+            ("InvalidKey", "key", 500, message)
+        );
+    }
+    for c in [
+        '\u{200c}',
+        '\u{200d}',
+        '\u{200e}',
+        '\u{200f}',
+        '\u{202e}',
+        '\u{2060}',
+        '\u{2066}',
+        '\u{061c}',
+        '\u{180e}',
+        '\u{fff9}',
+        '\u{110bd}',
+        '\u{1d173}',
+        '\u{e0001}',
+        '\u{e0041}',
+    ] {
+        let err = GatewayKey::new(format!("sample{c}key")).unwrap_err();
+        assert_eq!(err.code(), "InvalidKey", "U+{:04X}", c as u32);
+        assert!(err.message().contains("at character 7"), "{err}");
+        assert!(!err.message().contains("sample"), "{err}");
+    }
+    // Visible non-ASCII and spaces are key text like any other.
+    for key in [
+        "clé",
+        "key with spaces",
+        "ключ",
+        "\u{a0}nbsp",
+        "emoji-\u{1f511}",
+    ] {
+        assert!(GatewayKey::new(key).is_ok(), "{key:?}");
+    }
+}
+
 #[test]
 fn expiry_in_past() {
     let signer = Signer::new("gw1", &key()).unwrap();

@@ -1,10 +1,23 @@
-//! Key hygiene: no key material in any Debug, Display, error or message; keys and keyed states
-//! wiped on drop (checked through the `ZeroizeOnDrop` marker the types carry).
+//! Key hygiene: no key material in any Debug, Display, error or message; and none left behind in
+//! heap memory the crate frees.
+//!
+//! The second is checked by this test binary's global allocator: while armed, it scans every
+//! block being freed for a canary key's bytes and for the bytes of the HMAC states that key
+//! yields, computed here independently of the `hmac` crate (SHA-512's compression function over
+//! key ⊕ ipad and key ⊕ opad). A keyed state stored inline in a growing map or vector leaves an
+//! unwiped copy in the old block at every reallocation; that is what this catches.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use apim_sas::chrono::{TimeDelta, TimeZone, Utc};
 use apim_sas::{
-    Format, GatewayKey, KeyPair, KeyType, Keystore, Policy, Signer, TokenSource, Verifier,
+    Format, GatewayKey, KeyPair, KeyType, Keystore, Policy, Signer, TokenSource, UntrustedToken,
+    Verifier,
 };
+use zeroize::Zeroizing;
 
 const CANARY: &str = "CANARY-7d1e-never-print-me";
 
@@ -36,7 +49,8 @@ fn no_output_carries_the_key() {
         Format::Uid,
         TimeDelta::days(1),
         TimeDelta::hours(1),
-    );
+    )
+    .unwrap();
     source.token(now).unwrap();
     clean("TokenSource Debug", format!("{source:?}"));
 
@@ -50,6 +64,8 @@ fn no_output_carries_the_key() {
         format!("{CANARY}\n"),
         format!("\t{CANARY}"),
         format!("{CANARY}\u{0}"),
+        format!("\u{feff}{CANARY}"),
+        format!("{CANARY}\u{200b}"),
     ] {
         let err = GatewayKey::new(bad).unwrap_err();
         clean("key error", format!("{err} {err:?} {}", err.message()));
@@ -59,6 +75,8 @@ fn no_output_carries_the_key() {
         format!(r#"{{"primary": "{CANARY}", "primary": 1}}"#),
         format!(r#"["{CANARY}"]"#),
         format!(r#"{{"gw1": "{CANARY}"}}"#),
+        format!(r#"{{"gw1": {{"primary": "{CANARY}", "primary": "{CANARY}"}}}}"#),
+        format!(r#"{{"gw1": {{"primary": "{CANARY}", "secundary": "{CANARY}"}}}}"#),
     ] {
         if let Err(err) = KeyPair::from_json(&text) {
             clean("key file error", format!("{err} {err:?}"));
@@ -74,15 +92,244 @@ fn no_output_carries_the_key() {
     clean("key type error", format!("{err} {err:?}"));
 }
 
-fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+// ---- The scanning allocator -------------------------------------------------------------------
+
+/// The key whose traces are searched for. Used by no other test in this binary, so that tests
+/// running alongside cannot trip the scan.
+const WIPE_CANARY: &str = "hygiene-canary-5e3a91c47b20d86f";
+
+/// What the scan looks for: the key, the inner and outer SHA-512 states HMAC keys with it (the
+/// first 16 bytes of each, as the state's `u64` words lie in memory), and the key ⊕ ipad and
+/// key ⊕ opad blocks (their first 16 bytes).
+const NEEDLE_NAMES: [&str; 5] = [
+    "the key",
+    "the inner HMAC state",
+    "the outer HMAC state",
+    "the key xor ipad block",
+    "the key xor opad block",
+];
+
+static NEEDLES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+static ARMED: AtomicBool = AtomicBool::new(false);
+static FOUND: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
+
+/// Hands out zeroed blocks from the system allocator and, while armed, counts the freed blocks
+/// that hold a needle. Reallocation is `GlobalAlloc`'s default (allocate, copy, free), so that
+/// every block left behind by a move passes through `dealloc`. The scan itself never allocates.
+struct Scanning;
+
+// SAFETY: every block comes from and returns to `System` with the caller's layout; `dealloc`
+// only reads the block (`layout.size()` bytes at `ptr`, which the caller still owns until
+// `System.dealloc` returns) before handing it back.
+unsafe impl GlobalAlloc for Scanning {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // Zeroed, so that every byte of a block has been written before the scan reads it.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if ARMED.load(Ordering::SeqCst) {
+            if let Some(needles) = NEEDLES.get() {
+                // SAFETY: `ptr` is a live block of `layout.size()` bytes (see above).
+                let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
+                for (needle, found) in needles.iter().zip(&FOUND) {
+                    if contains(block, needle) {
+                        found.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Scanning = Scanning;
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.first().is_some_and(|&first| {
+        haystack
+            .windows(needle.len())
+            .any(|w| w[0] == first && w == needle)
+    })
+}
+
+/// SHA-512's initial state (FIPS 180-4, 5.3.5).
+const SHA512_IV: [u64; 8] = [
+    0x6a09e667f3bcc908,
+    0xbb67ae8584caa73b,
+    0x3c6ef372fe94f82b,
+    0xa54ff53a5f1d36f1,
+    0x510e527fade682d1,
+    0x9b05688c2b3e6c1f,
+    0x1f83d9abfb41bd6b,
+    0x5be0cd19137e2179,
+];
+
+/// The needles for `key` (at most 128 bytes, so HMAC uses it as is, zero-padded to the block).
+fn needles(key: &[u8]) -> Vec<Vec<u8>> {
+    let padded = |pad: u8| {
+        let mut block = [0u8; 128];
+        block[..key.len()].copy_from_slice(key);
+        block.iter_mut().for_each(|b| *b ^= pad);
+        block
+    };
+    let state_after = |block: [u8; 128]| {
+        let mut state = SHA512_IV;
+        sha2::block_api::compress512(&mut state, &[block]);
+        let mut window = state[0].to_ne_bytes().to_vec();
+        window.extend_from_slice(&state[1].to_ne_bytes());
+        window
+    };
+    let (ipad, opad) = (padded(0x36), padded(0x5c));
+    vec![
+        key.to_vec(),
+        state_after(ipad),
+        state_after(opad),
+        ipad[..16].to_vec(),
+        opad[..16].to_vec(),
+    ]
+}
+
+fn take_found() -> [usize; 5] {
+    std::array::from_fn(|i| FOUND[i].swap(0, Ordering::SeqCst))
+}
+
+/// A keystore text holding the canary, in memory that is wiped (the text is the caller's).
+fn store_text(parts: &[&str]) -> Zeroizing<String> {
+    let mut text = Zeroizing::new(String::with_capacity(512));
+    for part in parts {
+        text.push_str(part);
+    }
+    text
+}
 
 #[test]
-fn keys_and_keyed_states_are_wiped_on_drop() {
-    wiped_on_drop::<GatewayKey>();
-    wiped_on_drop::<Signer>();
-    // The keyed states a Signer and a Verifier hold, and every per-message clone of them:
-    // `Hmac<Sha512>` is two of these SHA-512 states (wiped by their own Drop under sha2's
-    // `zeroize` feature) and a block buffer (wiped under block-buffer's, which `hmac`'s
-    // `zeroize` feature turns on).
-    wiped_on_drop::<sha2::block_api::Sha512VarCore>();
+fn no_key_material_is_left_in_freed_memory() {
+    NEEDLES.get_or_init(|| needles(WIPE_CANARY.as_bytes()));
+
+    // The scan can fail: an unwiped copy of the key, and keyed states stored inline in a vector
+    // that grows, are found in the blocks they leave behind.
+    ARMED.store(true, Ordering::SeqCst);
+    drop(black_box(WIPE_CANARY.as_bytes().to_vec()));
+    let mut inline = Vec::with_capacity(1);
+    for _ in 0..4 {
+        let keyed: hmac::block_api::HmacCore<sha2::Sha512> =
+            hmac::digest::KeyInit::new_from_slice(WIPE_CANARY.as_bytes()).unwrap();
+        inline.push(black_box(keyed));
+    }
+    drop(black_box(inline));
+    let mut block = [0u8; 128];
+    block[..WIPE_CANARY.len()].copy_from_slice(WIPE_CANARY.as_bytes());
+    for pad in [0x36, 0x5c] {
+        drop(black_box(
+            block.iter().map(|b| b ^ pad).collect::<Vec<u8>>(),
+        ));
+    }
+    ARMED.store(false, Ordering::SeqCst);
+    let found = take_found();
+    for (name, count) in NEEDLE_NAMES.iter().zip(found) {
+        assert!(count > 0, "the scan misses {name} in freed memory");
+    }
+
+    // The crate's own life cycle: keys, signers, verifiers, keystores, built, cloned, grown,
+    // used and dropped.
+    ARMED.store(true, Ordering::SeqCst);
+    {
+        let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 0, 0).unwrap();
+        let key = GatewayKey::new(WIPE_CANARY).unwrap();
+        let other = GatewayKey::new("another-key").unwrap();
+
+        // Thousands of gateways: the map rehashes many times as it grows.
+        let mut verifier = Verifier::new(Policy::default());
+        for i in 0..4000 {
+            let id = format!("gw{i}");
+            verifier.insert(&id, KeyType::Primary, &key).unwrap();
+            verifier.insert(&id, KeyType::Secondary, &other).unwrap();
+        }
+        // Replaced keys and removed gateways free their states.
+        for i in 0..1000 {
+            let id = format!("gw{i}");
+            verifier.insert(&id, KeyType::Secondary, &key).unwrap();
+            verifier.insert(&id, KeyType::Primary, &other).unwrap();
+        }
+        for i in 3000..4000 {
+            assert!(verifier.remove(&format!("gw{i}")));
+        }
+        let copy = verifier.clone();
+
+        // Signers: cloned into a vector that grows (every element moved at each growth).
+        let signer = Signer::new("gw2500", &key).unwrap();
+        let mut signers = Vec::new();
+        for _ in 0..1000 {
+            signers.push(signer.clone());
+        }
+        let tokens: Vec<String> = signers
+            .iter()
+            .take(3)
+            .map(|s| {
+                s.sign(now + TimeDelta::days(1), Format::Uid)
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        for token in &tokens {
+            let verified = verifier.verify(token, now).unwrap();
+            assert_eq!(verified.key_type(), KeyType::Primary);
+            assert!(copy.verify(token, now).is_ok());
+            signer
+                .verify(
+                    &UntrustedToken::parse(token).unwrap(),
+                    now,
+                    &Policy::default(),
+                )
+                .unwrap();
+        }
+        drop(signers);
+
+        // Keys: cloned into a vector that grows, and dropped.
+        let mut keys = Vec::new();
+        for _ in 0..1000 {
+            keys.push(key.clone());
+        }
+        drop(keys);
+
+        // A token source, minting and caching.
+        let source = TokenSource::new(
+            signer.clone(),
+            Format::Compact,
+            TimeDelta::days(1),
+            TimeDelta::hours(1),
+        )
+        .unwrap();
+        for hours in 0..30 {
+            source.token(now + TimeDelta::hours(hours)).unwrap();
+        }
+
+        // Keystores, JSON and TOML, and the verifiers built from them.
+        let json = store_text(&[r#"{"gw1": {"primary": ""#, WIPE_CANARY, r#""}}"#]);
+        let store = Keystore::from_json(&json).unwrap();
+        let from_json = store.verifier(Policy::default()).unwrap();
+        let toml = store_text(&["[gw1]\nsecondary = \"", WIPE_CANARY, "\"\n"]);
+        let store = Keystore::from_toml(&toml).unwrap();
+        let from_toml = store.verifier(Policy::default()).unwrap();
+        let pair = store_text(&[r#"{"primary": ""#, WIPE_CANARY, r#"", "etag": "x"}"#]);
+        let pair = KeyPair::from_json(&pair).unwrap();
+        assert!(pair.get(KeyType::Primary).is_ok());
+        let gw1 = Signer::new("gw1", &key).unwrap();
+        let token = gw1.sign(now + TimeDelta::days(1), Format::Compact).unwrap();
+        assert!(from_json.verify(token.as_str(), now).is_ok());
+        assert!(from_toml.verify(token.as_str(), now).is_ok());
+
+        drop((
+            verifier, copy, signer, source, store, from_json, from_toml, gw1,
+        ));
+        drop((key, other, json, toml, pair));
+    }
+    ARMED.store(false, Ordering::SeqCst);
+    assert_eq!(
+        take_found(),
+        [0; 5],
+        "freed blocks holding each of {NEEDLE_NAMES:?}"
+    );
 }
