@@ -1,6 +1,6 @@
 //! Errors: one type, a stable code per failure, and the HTTP status the operation implies.
 //!
-//! Every error carries four things (DESIGN §2):
+//! Every error carries four things (the table of codes is in `docs/format.md`):
 //! - a stable [`code`](Error::code) (`"MalformedExpiry"`, `"SignatureMismatch"`, …) for programs;
 //! - a human [`message`](Error::message) naming the field and the rule it broke;
 //! - a [`target`](Error::target): the field at fault (`id`, `expiry`, `signature`, `scheme`,
@@ -131,7 +131,7 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// The field an error is about (DESIGN §2); [`Target::as_str`] is its wire name.
+/// The field an error is about; [`Target::as_str`] is its wire name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Target {

@@ -1,7 +1,7 @@
 //! Time forms: .NET's round-trip "O" form, the compact minute form, and flooring.
 //!
 //! - O form: `yyyy-MM-ddTHH:mm:ss.fffffffZ`, always 7 fractional digits (100 ns ticks), UTC,
-//!   what the signature covers (DESIGN §1).
+//!   what the signature covers (`docs/format.md`, section 2).
 //! - Compact form: `yyyyMMddHHmm`, whole minutes.
 //!
 //! Years 0001–9999 only (the range of .NET's `DateTime`); the calendar is the real one

@@ -1,6 +1,6 @@
 //! Mint and verify Azure API Management shared-access tokens offline.
 //!
-//! Two wire forms of one token (DESIGN §1):
+//! Two wire forms of one token (the full rules, and every error code, are in `docs/format.md`):
 //!
 //! | form | bare token |
 //! | --- | --- |
@@ -72,11 +72,20 @@
 //! # Ok::<(), apim_sas::Error>(())
 //! ```
 //!
+//! # Verify inside an HTTP server (feature `tower`)
+//!
+//! [`layer::VerifyLayer`] is a tower layer for axum, hyper and tonic servers: it reads the token
+//! from a request header, verifies it against keys that can be swapped while requests run
+//! ([`layer::SharedVerifier`]), hands the handler an owned [`layer::GatewayIdentity`] in the
+//! request's extensions, and answers every refusal itself with `401`, a
+//! `WWW-Authenticate: SharedAccessSignature error="<Code>"` challenge and Azure's ErrorResponse
+//! JSON. `apim-sas serve` is built on it. See `examples/axum_guard.rs`.
+//!
 //! # Choices where the contract is silent
 //!
 //! - Input that is only whitespace is `EmptyToken`, as it is for the command line (which trims).
 //! - The fields of a uid token in another order (`ex=…&uid=…&sn=…`) are `MalformedToken`;
-//!   `UID=…` in upper case is read as a compact id, as DESIGN §1 says.
+//!   `UID=…` in upper case is read as a compact id (field names are case-sensitive).
 //! - Printable non-ASCII characters (a fullwidth `＆`, a zero-width space) are refused by the
 //!   field they sit in; Unicode whitespace and control characters anywhere are `MalformedToken`.
 //! - Errors about untrusted tokens name the field and the rule, never echo the token's bytes.
@@ -91,6 +100,8 @@ mod expiry;
 mod key;
 #[cfg(feature = "keystore")]
 mod keystore;
+#[cfg(feature = "tower")]
+pub mod layer;
 mod policy;
 mod sign;
 mod source;
@@ -110,3 +121,8 @@ pub use verify::{Verified, Verifier};
 
 /// Re-exported so that callers name the same `chrono` types the API takes.
 pub use chrono;
+
+/// The README's Rust snippets, compiled (and run, unless marked `no_run`) as doc tests.
+#[cfg(all(doctest, feature = "keystore"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeSnippets;

@@ -13,7 +13,7 @@ use crate::key::{GatewayKey, KeyedMac};
 use crate::policy::Policy;
 use crate::token::{self, Format, Token, UntrustedToken, SIGNATURE_LEN};
 
-/// The one place that defines what a signature covers (DESIGN §1):
+/// The one place that defines what a signature covers (`docs/format.md`, §2 The signature):
 ///
 /// ```text
 /// string_to_sign = id + "\n" + expiry_in_O_form
@@ -75,7 +75,7 @@ pub struct Signer {
 impl Signer {
     /// Keys a signer for gateway `id`.
     ///
-    /// Refuses an empty id (`EmptyGatewayId`), an id breaking the rules of DESIGN §1
+    /// Refuses an empty id (`EmptyGatewayId`), an id breaking the id rules of `docs/format.md`
     /// (`InvalidGatewayId`) and `managed` in any case (`InvalidGatewayLocation`: that is the
     /// Azure-hosted gateway, whose tokens no one mints). Status 400.
     pub fn new(id: &str, key: &GatewayKey) -> Result<Signer, Error> {

@@ -110,7 +110,7 @@ fn malformed(target: Target, message: &'static str) -> Error {
     Error::token(ErrorKind::MalformedToken, target, message)
 }
 
-/// Why an id breaks the rules of DESIGN §1, or `None` when it is valid.
+/// Why an id breaks the id rules of `docs/format.md`, or `None` when it is valid.
 pub(crate) fn id_problem(id: &[u8]) -> Option<&'static str> {
     if id.is_empty() {
         Some("id: the gateway id is empty")

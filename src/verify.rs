@@ -26,7 +26,7 @@ struct Gateway {
 ///
 /// Keys are turned into HMAC states once, at [`insert`](Verifier::insert); verifying takes
 /// `&self`, allocates nothing on the success path, and costs two SHA-512 compressions per key
-/// tried. The order of checks is fixed (DESIGN §1): parse → gateway (`GatewayNotExist`) →
+/// tried. The order of checks is fixed (`docs/format.md`, §3 Validity): parse → gateway (`GatewayNotExist`) →
 /// signature (`SignatureMismatch`, primary then secondary, compared in constant time by the
 /// `hmac` crate) → lifetime (`TokenExpired`, `ExpiryTooFar`). A lifetime code therefore
 /// implies the token is authentic.

@@ -1,4 +1,5 @@
-//! Every error code of DESIGN §2 the library produces, with its code, target and HTTP status.
+//! Every error code the library produces (the table of `docs/format.md`), with its code, target
+//! and HTTP status.
 
 use apim_sas::chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use apim_sas::{

@@ -124,7 +124,8 @@ fn sample_vectors_from_a_separate_implementation() {
     check_all(&vectors);
 }
 
-/// The example of DESIGN §1: `gw1&201904210044&…` signs `gw1\n2019-04-21T00:44:00.0000000Z`.
+/// The flooring rule of `docs/format.md`: `gw1&201904210044&…` signs
+/// `gw1\n2019-04-21T00:44:00.0000000Z`.
 #[test]
 fn design_example_string_to_sign() {
     let key = GatewayKey::new("k").unwrap();

@@ -1,17 +1,17 @@
-//! The command line, as clap sees it: the top-level parser, the subcommands, and the flags they
-//! share. Each command's own flags sit in its file. Domain values (ids, key types, durations,
-//! instants) stay text here and are read by the commands, so that a bad one is reported with its
-//! code (and in JSON under `--output json`) rather than as a usage error.
+//! The command line, as clap sees it: the top-level parser and its subcommands. Each command's
+//! own flags sit in its file; the flags several commands share, in `flags.rs`. Domain values
+//! (ids, key types, durations, instants) stay text in clap and are read by the commands, so that
+//! a bad one is reported with its code (and in JSON under `--output json`) rather than as a usage
+//! error.
 
-use std::path::PathBuf;
-
-use apim_sas::{Format, Scheme};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use super::completions::CompletionsArgs;
 use super::convert::ConvertArgs;
 use super::inspect::InspectArgs;
+use super::man::ManArgs;
 use super::mint::MintArgs;
+use super::renew::RenewArgs;
 use super::verify::VerifyArgs;
 
 /// Mint and verify Azure API Management shared-access tokens offline.
@@ -46,9 +46,13 @@ Examples:
   # A 29-day self-hosted gateway token from the keys Azure's list-keys operation returns:
   apim-sas mint --id gw1 --keys gw1.keys.json --ttl 29d
 
-  # The Kubernetes Secret the gateway deployment reads (key `value`):
+  # The Kubernetes Secret the gateway deployment reads (key `value`, the portal's YAML):
   apim-sas mint --id gw1 --keys gw1.keys.json --key-type secondary \\
       --output k8s-secret --secret-name gw1-token --namespace apim | kubectl apply -f -
+
+  # The same for the official Helm chart (secret.existingSecretName, key `gateway-key`):
+  apim-sas mint --id gw1 --keys gw1.keys.json --output k8s-secret \\
+      --secret-key gateway-key --secret-name gw1-token --namespace apim | kubectl apply -f -
 
   # A management API token (uid form, Authorization header) from APIM_SAS_KEY:
   APIM_SAS_KEY=\"$(cat key.txt)\" apim-sas mint --id integration --format uid --scheme sas --ttl 1h")]
@@ -80,6 +84,35 @@ Examples:
   apim-sas convert --to compact --scheme gateway-key 'uid=gw1&ex=2026-05-20T00:44:00.0000000Z&sn=…'")]
     Convert(ConvertArgs),
 
+    /// Renew a token file when it is missing, invalid or about to expire (timers, CronJobs)
+    #[command(after_help = "\
+What it does: reads the token in --file; writes a new one (atomically, keeping the file's
+permissions, 0600 for a new file) when the file or the token is missing, the token does not
+verify with the --key-type key (a regenerated key, another gateway, malformed), it expires within
+--renew-within, or --force. Otherwise the file is left as it is, byte for byte. Exit 0 either way;
+2, with nothing written, on key, flag or write problems.
+
+Examples:
+  # A token file (\"GatewayKey <token>\" and a newline), renewed a week before it expires:
+  apim-sas renew --id gw1 --keys gw1.keys.json --file /etc/apim/gw1.token
+
+  # A Docker env file; restart the gateway only when the token changed:
+  apim-sas renew --id gw1 --keys gw1.keys.json --file /etc/apim/gw1.env --form docker-env \\
+      --output json | jq -e .renewed >/dev/null && docker restart apim-gw1")]
+    Renew(RenewArgs),
+
+    /// Answer a gateway's auth subrequests (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz)
+    #[command(after_help = "\
+Endpoints: /verify and /verify/* (any method): 200 with X-Apim-Gateway-Id, X-Apim-Key-Type,
+X-Apim-Token-Expiry, X-Apim-Token-Format, or 401 with the error code; GET /healthz, /readyz,
+/metrics (Prometheus). Keys reload on SIGHUP and when the key file changes; SIGTERM drains.
+
+Examples:
+  apim-sas serve --keystore /etc/apim-sas/gateways.json
+  apim-sas serve --id gw1 --keys /var/run/secrets/gw1/keys.json --listen 127.0.0.1:8089 \\
+      --header X-Apim-Token --header Authorization --log-format json")]
+    Serve(super::serve::ServeArgs),
+
     /// Print a shell completion script
     #[command(after_help = "\
 Examples:
@@ -87,71 +120,8 @@ Examples:
   apim-sas completions zsh > \"${fpath[1]}/_apim-sas\"
   apim-sas completions fish > ~/.config/fish/completions/apim-sas.fish")]
     Completions(CompletionsArgs),
-}
 
-/// Where the keys come from; at most one file option, else `APIM_SAS_KEY`.
-#[derive(Debug, Args)]
-#[group(multiple = false)]
-pub(crate) struct KeySource {
-    /// A file holding the key string (surrounding whitespace trimmed)
-    #[arg(long, value_name = "PATH")]
-    pub(crate) key_file: Option<PathBuf>,
-
-    /// A JSON file {"primary": "…", "secondary": "…"}, as Azure's list-keys operation returns
-    #[arg(long, value_name = "PATH")]
-    pub(crate) keys: Option<PathBuf>,
-
-    /// Many gateways: JSON {"gw1": {"primary": "…", "secondary": "…"}} or TOML ([gw1] tables),
-    /// by file extension (.toml is TOML, anything else JSON)
-    #[arg(long, value_name = "PATH")]
-    pub(crate) keystore: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum FormatArg {
-    /// id&yyyyMMddHHmm&signature, the self-hosted gateway's form
-    Compact,
-    /// uid=id&ex=…&sn=signature, the management API's form
-    Uid,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum SchemeArg {
-    /// The bare token, as Azure's generate-token operation returns it
-    None,
-    /// "GatewayKey <token>", for the gateway's config.service.auth
-    GatewayKey,
-    /// "SharedAccessSignature <token>", for the management API's Authorization header
-    Sas,
-    /// SharedAccessSignature token="<token>",refresh="true", the developer portal's spelling
-    Portal,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Output {
-    /// Lines for people
-    Text,
-    /// One JSON document
-    Json,
-}
-
-impl From<FormatArg> for Format {
-    fn from(arg: FormatArg) -> Format {
-        match arg {
-            FormatArg::Compact => Format::Compact,
-            FormatArg::Uid => Format::Uid,
-        }
-    }
-}
-
-impl SchemeArg {
-    /// The scheme to write, `None` for the bare token.
-    pub(crate) fn scheme(self) -> Option<Scheme> {
-        match self {
-            SchemeArg::None => None,
-            SchemeArg::GatewayKey => Some(Scheme::GatewayKey),
-            SchemeArg::Sas => Some(Scheme::SharedAccessSignature),
-            SchemeArg::Portal => Some(Scheme::Portal),
-        }
-    }
+    /// Print the manual page (roff), or write every page into --dir
+    #[command(hide = true)]
+    Man(ManArgs),
 }

@@ -3,8 +3,8 @@
 use apim_sas::{Format, UntrustedToken};
 use clap::Args;
 
-use super::args::{FormatArg, Output, SchemeArg};
 use super::failure::Failure;
+use super::flags::{FormatArg, Output, SchemeArg};
 use super::{input, print};
 
 #[derive(Debug, Args)]
@@ -18,7 +18,7 @@ pub(crate) struct ConvertArgs {
     pub(crate) scheme: SchemeArg,
 
     /// The token, or - (or nothing) to read it from stdin
-    #[arg(value_name = "TOKEN", allow_hyphen_values = true)]
+    #[arg(value_name = "TOKEN")]
     pub(crate) token: Option<String>,
 
     /// What to print
@@ -27,8 +27,10 @@ pub(crate) struct ConvertArgs {
 }
 
 pub(crate) fn run(args: ConvertArgs) -> Result<u8, Failure> {
-    let text = input::token_text(args.token.as_deref())?.map_err(Failure::token)?;
-    let token = UntrustedToken::parse_bytes(&text).map_err(Failure::token)?;
+    let input = input::token_text(args.token.as_deref())?;
+    let token = input
+        .read(UntrustedToken::parse_bytes)
+        .map_err(Failure::token)?;
     let to: Format = args.to.into();
     let bare = token.convert(to).map_err(Failure::token)?;
     let value = print::render(bare.as_str(), args.scheme.scheme());

@@ -25,9 +25,12 @@ pub(crate) fn too_long() -> Problem {
     )
 }
 
-/// Drops a leading UTF-8 byte-order mark (Windows tools write one).
+/// The UTF-8 byte-order mark that Windows tools write at the start of a text file.
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Drops a leading UTF-8 byte-order mark.
 pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
-    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+    bytes.strip_prefix(BOM).unwrap_or(bytes)
 }
 
 /// Trims surrounding ASCII whitespace (a trailing newline, a `\r`).
@@ -103,21 +106,88 @@ pub(crate) fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Res
     })
 }
 
+/// The token of `verify`, `inspect` and `convert`, and where it came from (to explain a
+/// refusal that looks like a slip of the user's).
+pub(crate) struct TokenInput<'a> {
+    text: Result<Cow<'a, [u8]>, Problem>,
+    origin: Origin<'a>,
+}
+
+enum Origin<'a> {
+    /// The command-line argument.
+    Arg(&'a str),
+    /// Stdin.
+    Stdin,
+}
+
 /// The token of `verify`, `inspect` and `convert`: the argument, or stdin for `-` or none;
 /// trimmed either way. Over-long input is the token's problem (`TokenTooLong`, exit 1); stdin
 /// that cannot be read is the invocation's (`UnreadableInput`, exit 2).
-pub(crate) fn token_text(arg: Option<&str>) -> Result<Result<Cow<'_, [u8]>, Problem>, Failure> {
-    match arg {
-        Some(text) if text != "-" => Ok(Ok(Cow::Borrowed(trim(text.as_bytes())))),
+pub(crate) fn token_text(arg: Option<&str>) -> Result<TokenInput<'_>, Failure> {
+    let (text, origin) = match arg {
+        Some(text) if text != "-" => (Ok(Cow::Borrowed(trim(text.as_bytes()))), Origin::Arg(text)),
         _ => match read_bounded(io::stdin().lock()) {
-            Ok(Read1::Text(bytes)) => Ok(Ok(Cow::Owned(trim(strip_bom(&bytes)).to_vec()))),
-            Ok(Read1::TooLong) => Ok(Err(too_long())),
-            Err(e) => Err(Failure::invocation(
-                ErrorKind::UnreadableInput,
-                "token",
-                format!("reading the token from stdin: {e}"),
-            )),
+            Ok(Read1::Text(bytes)) => (
+                Ok(Cow::Owned(trim(strip_bom(&bytes)).to_vec())),
+                Origin::Stdin,
+            ),
+            Ok(Read1::TooLong) => (Err(too_long()), Origin::Stdin),
+            Err(e) => {
+                return Err(Failure::invocation(
+                    ErrorKind::UnreadableInput,
+                    "token",
+                    format!("reading the token from stdin: {e}"),
+                ))
+            }
         },
+    };
+    Ok(TokenInput { text, origin })
+}
+
+impl<'a> TokenInput<'a> {
+    /// Reads the token with `read` (a parser or a verifier). A refusal keeps its code and
+    /// target, and its message gains a hint when the input looks like a slip: an argument that
+    /// names a file (`inspect token.txt`), or several lines on stdin (`--batch` reads those).
+    pub(crate) fn read<'s, T, E: Into<Problem>>(
+        &'s self,
+        read: impl FnOnce(&'s [u8]) -> Result<T, E>,
+    ) -> Result<T, Problem> {
+        let problem = match &self.text {
+            Ok(text) => match read(text) {
+                Ok(value) => return Ok(value),
+                Err(e) => e.into(),
+            },
+            Err(problem) => Problem::new(problem.kind(), problem.target(), problem.message()),
+        };
+        match self.hint() {
+            Some(hint) => Err(Problem::new(
+                problem.kind(),
+                problem.target(),
+                format!("{}; {hint}", problem.message()),
+            )),
+            None => Err(problem),
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self.origin {
+            Origin::Arg(arg) => std::path::Path::new(arg)
+                .is_file()
+                .then(|| format!("'{arg}' is a file: to read the token in it, use - < {arg}")),
+            Origin::Stdin => {
+                let text = self.text.as_ref().ok()?;
+                let lines = text
+                    .split(|&b| b == b'\n')
+                    .filter(|line| !trim(line).is_empty())
+                    .count();
+                (lines > 1).then(|| {
+                    format!(
+                        "stdin holds {lines} lines but one token was expected \
+                         (verify --batch reads one token per line)"
+                    )
+                })
+            }
+        }
     }
 }
 

@@ -1,41 +1,125 @@
 //! `apim-sas inspect`: what a token claims, without a key (nothing is verified).
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
-use apim_sas::UntrustedToken;
-use clap::Args;
+use apim_sas::{ErrorKind, UntrustedToken};
+use clap::{Args, ValueEnum};
 
-use super::args::Output;
 use super::failure::Failure;
 use super::{input, print, values};
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
     /// The token, or - (or nothing) to read it from stdin
-    #[arg(value_name = "TOKEN", allow_hyphen_values = true)]
+    #[arg(value_name = "TOKEN")]
     pub(crate) token: Option<String>,
 
     /// Exit 1 when the token expires within this window (or has expired)
-    #[arg(long, value_name = "DUR")]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub(crate) expires_within: Option<String>,
 
     /// What to print
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub(crate) output: Output,
+    #[arg(long, value_enum, default_value_t = InspectOutput::Text)]
+    pub(crate) output: InspectOutput,
+
+    /// A label added to the prometheus metric, e.g. --label env=prod (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InspectOutput {
+    /// Lines for people
+    Text,
+    /// One JSON document
+    Json,
+    /// The metric apim_sas_token_expiry_timestamp_seconds, for node_exporter's textfile
+    /// collector; nothing on stdout (exit 1) when the token cannot be read
+    Prometheus,
+}
+
+/// The labels `inspect --output prometheus` always writes; `--label` cannot name them.
+const OWN_LABELS: [&str; 2] = ["gateway", "format"];
+
+fn invalid_label(message: String) -> Failure {
+    Failure::invocation(ErrorKind::InvalidArgument, "label", message)
+}
+
+/// Reads `--label KEY=VALUE`s: a Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`, not `__…`,
+/// which Prometheus reserves), given once, and not one of the metric's own labels. The value is
+/// any text; the printer escapes it.
+fn labels(given: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    let mut labels: Vec<(String, String)> = Vec::with_capacity(given.len());
+    for text in given {
+        let Some((name, value)) = text.split_once('=') else {
+            return Err(invalid_label(format!(
+                "--label {text:?}: expected KEY=VALUE, e.g. --label env=prod"
+            )));
+        };
+        let mut bytes = name.bytes();
+        let well_formed = bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !well_formed {
+            return Err(invalid_label(format!(
+                "--label {name:?}: a label name is letters, digits and '_', not starting with a \
+                 digit"
+            )));
+        }
+        if name.starts_with("__") {
+            return Err(invalid_label(format!(
+                "--label {name}: names starting with '__' are reserved by Prometheus"
+            )));
+        }
+        if OWN_LABELS.contains(&name) {
+            return Err(invalid_label(format!(
+                "--label {name}: the metric already carries '{name}' (from the token)"
+            )));
+        }
+        if labels.iter().any(|(seen, _)| seen == name) {
+            return Err(invalid_label(format!("--label {name}: given twice")));
+        }
+        labels.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(labels)
 }
 
 pub(crate) fn run(args: InspectArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
+    let prometheus = args.output == InspectOutput::Prometheus;
+    if !prometheus && !args.labels.is_empty() {
+        return Err(invalid_label(
+            "--label: only --output prometheus writes labels".to_owned(),
+        ));
+    }
+    if prometheus && args.expires_within.is_some() {
+        // The metric is the expiry itself; the window belongs in the alert rule, and an exit 1
+        // would stop the usual `… > tmp && mv tmp x.prom` from publishing it.
+        return Err(Failure::invocation(
+            ErrorKind::InvalidArgument,
+            "expiresWithin",
+            "--expires-within: with --output prometheus, put the window in the alert rule \
+             (apim_sas_token_expiry_timestamp_seconds - time() < 7*86400)",
+        ));
+    }
+    let labels = labels(&args.labels)?;
     let window: Option<TimeDelta> = args
         .expires_within
         .as_deref()
         .map(|text| values::duration("--expires-within", text))
         .transpose()
         .map_err(Failure::usage)?;
-    let text = input::token_text(args.token.as_deref())?.map_err(Failure::token)?;
-    let token = UntrustedToken::parse_bytes(&text).map_err(Failure::token)?;
+    let input = input::token_text(args.token.as_deref())?;
+    let token = input
+        .read(UntrustedToken::parse_bytes)
+        .map_err(Failure::token)?;
+    if prometheus {
+        print::expiry_metric(&token, &labels);
+        return Ok(0);
+    }
     let within = window.map(|window| {
         let expiring = token.expiry().signed_duration_since(now) <= window;
         (window, expiring)
     });
-    print::inspected(args.output == Output::Json, &token, now, within);
+    print::inspected(args.output == InspectOutput::Json, &token, now, within);
     Ok(u8::from(within.is_some_and(|(_, expiring)| expiring)))
 }

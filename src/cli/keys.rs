@@ -10,8 +10,8 @@ use std::path::Path;
 use apim_sas::{ErrorKind, GatewayKey, KeyPair, KeyType, Keystore, Policy, Verifier};
 use zeroize::Zeroizing;
 
-use super::args::KeySource;
 use super::failure::{Failure, Problem};
+use super::flags::KeySource;
 use super::input::strip_bom;
 
 /// The environment variable read when no key file is given.
@@ -105,6 +105,23 @@ fn in_file(path: &Path, err: apim_sas::Error) -> Failure {
     Failure::usage(Problem::from(err).context(format_args!("key file {}", shown(path))))
 }
 
+/// Whether a file refused as a list-keys answer is a keystore of at least one gateway.
+fn looks_like_keystore(text: &str) -> bool {
+    [Keystore::from_json(text), Keystore::from_toml(text)]
+        .iter()
+        .any(|store| store.as_ref().is_ok_and(|store| !store.is_empty()))
+}
+
+/// The same failure, its message followed by a hint.
+fn with_hint(failure: Failure, hint: std::fmt::Arguments<'_>) -> Failure {
+    let problem = &failure.problem;
+    let message = format!("{}; {hint}", problem.message());
+    Failure {
+        problem: Problem::new(problem.kind(), problem.target(), message),
+        exit: failure.exit,
+    }
+}
+
 /// Loads the one key source given, or `APIM_SAS_KEY`.
 pub(crate) fn load(source: &KeySource) -> Result<Keys, Failure> {
     if let Some(path) = &source.key_file {
@@ -114,9 +131,19 @@ pub(crate) fn load(source: &KeySource) -> Result<Keys, Failure> {
     }
     if let Some(path) = &source.keys {
         let bytes = read_secret(path)?;
-        return Ok(Keys::Pair(
-            KeyPair::from_json(text_of(path, &bytes)?).map_err(|e| in_file(path, e))?,
-        ));
+        let text = text_of(path, &bytes)?;
+        return match KeyPair::from_json(text) {
+            Ok(pair) => Ok(Keys::Pair(pair)),
+            // A keystore given to --keys: say so, rather than only that its shape is wrong.
+            Err(e) if looks_like_keystore(text) => Err(with_hint(
+                in_file(path, e),
+                format_args!(
+                    "it holds keys of gateways by id, a keystore: use --keystore {}",
+                    path.display()
+                ),
+            )),
+            Err(e) => Err(in_file(path, e)),
+        };
     }
     if let Some(path) = &source.keystore {
         let bytes = read_secret(path)?;
@@ -129,7 +156,19 @@ pub(crate) fn load(source: &KeySource) -> Result<Keys, Failure> {
         } else {
             Keystore::from_json(text)
         };
-        return Ok(Keys::Store(store.map_err(|e| in_file(path, e))?));
+        return match store {
+            Ok(store) => Ok(Keys::Store(store)),
+            // One gateway's list-keys answer given to --keystore: point to --keys.
+            Err(e) if !is_toml && KeyPair::from_json(text).is_ok() => Err(with_hint(
+                in_file(path, e),
+                format_args!(
+                    "it holds one gateway's keys, as list-keys returns them: \
+                     use --keys {} --id <gateway id>",
+                    path.display()
+                ),
+            )),
+            Err(e) => Err(in_file(path, e)),
+        };
     }
     match std::env::var_os(KEY_ENV) {
         Some(value) => {

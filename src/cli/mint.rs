@@ -2,11 +2,11 @@
 //! or a Docker env file line.
 
 use apim_sas::chrono::{DateTime, Utc};
-use apim_sas::{KeyType, Policy, Signer};
+use apim_sas::{ErrorKind, KeyType, Policy, Signer};
 use clap::{Args, ValueEnum};
 
-use super::args::{FormatArg, KeySource, SchemeArg};
 use super::failure::Failure;
+use super::flags::{FormatArg, KeySource, SchemeArg};
 use super::{keys, print, values};
 
 #[derive(Debug, Args)]
@@ -20,23 +20,24 @@ pub(crate) struct MintArgs {
     pub(crate) expiry: Option<String>,
 
     /// The lifetime from now, e.g. 29d, 12h, "1d 12h" [default: 30d]
-    #[arg(long, value_name = "DUR")]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub(crate) ttl: Option<String>,
 
-    /// Which key signs: primary or secondary
-    #[arg(long, value_name = "TYPE", default_value = "primary")]
+    /// Which key signs
+    #[arg(long, value_name = "TYPE", default_value = "primary", value_parser = values::KEY_TYPES)]
     pub(crate) key_type: String,
 
     /// The wire form
     #[arg(long, value_enum, default_value_t = FormatArg::Compact)]
     pub(crate) format: FormatArg,
 
-    /// The scheme in front of the token (text and json outputs)
-    #[arg(long, value_enum, default_value_t = SchemeArg::None)]
-    pub(crate) scheme: SchemeArg,
+    /// The scheme in front of the token, for text and json [default: none]. k8s-secret and
+    /// docker-env always write "GatewayKey <token>"
+    #[arg(long, value_enum)]
+    pub(crate) scheme: Option<SchemeArg>,
 
     /// The longest lifetime allowed, or none [default: 30d, Azure's limit for gateway tokens]
-    #[arg(long, value_name = "DUR|none")]
+    #[arg(long, value_name = "DUR|none", allow_hyphen_values = true)]
     pub(crate) max_lifetime: Option<String>,
 
     /// What to print
@@ -44,12 +45,17 @@ pub(crate) struct MintArgs {
     pub(crate) output: MintOutput,
 
     /// The Secret's name for k8s-secret [default: <id>-token, made a valid Kubernetes name]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
     pub(crate) secret_name: Option<String>,
 
     /// The Secret's namespace for k8s-secret [default: none, kubectl's current namespace]
-    #[arg(long, value_name = "NS")]
+    #[arg(long, value_name = "NS", allow_hyphen_values = true)]
     pub(crate) namespace: Option<String>,
+
+    /// The Secret's key that holds "GatewayKey <token>", for k8s-secret: the one your gateway
+    /// deployment reads [default: value]
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub(crate) secret_key: Option<SecretKey>,
 
     #[command(flatten)]
     pub(crate) keys: KeySource,
@@ -61,26 +67,183 @@ pub(crate) enum MintOutput {
     Text,
     /// {"value", "id", "expiry", "keyType", "format"}
     Json,
-    /// A v1 Secret (type Opaque) whose key `value` holds "GatewayKey <token>"
+    /// A v1 Secret (type Opaque) whose key (--secret-key) holds "GatewayKey <token>"
     K8sSecret,
     /// config.service.auth=GatewayKey <token>, a Docker env file line
     DockerEnv,
 }
 
-/// `<id>-token`, made a valid Kubernetes object name (lower case, `a-z 0-9 - .`).
-fn default_secret_name(id: &str) -> String {
-    let name: String = format!("{id}-token")
+impl MintOutput {
+    fn flag(self) -> &'static str {
+        match self {
+            MintOutput::Text => "text",
+            MintOutput::Json => "json",
+            MintOutput::K8sSecret => "k8s-secret",
+            MintOutput::DockerEnv => "docker-env",
+        }
+    }
+}
+
+/// The key of the Secret that holds the token: each gateway installer reads its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SecretKey {
+    /// Read by the deployment YAML the Azure portal generates (secretKeyRef … key: value)
+    Value,
+    /// Read by the official Helm chart's deployment when given secret.existingSecretName
+    /// (secretKeyRef … key: gateway-key)
+    GatewayKey,
+    /// Read by the Kubernetes manifests of the current Azure documentation
+    #[value(name = "config.service.auth.key")]
+    ConfigServiceAuthKey,
+}
+
+impl SecretKey {
+    /// The key's name in the Secret.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SecretKey::Value => "value",
+            SecretKey::GatewayKey => "gateway-key",
+            SecretKey::ConfigServiceAuthKey => "config.service.auth.key",
+        }
+    }
+}
+
+/// `<id>-token` made a valid Kubernetes object name (a DNS-1123 subdomain): lower case; every
+/// character other than `a-z 0-9 - .` becomes `-`; each dot-separated part loses its leading and
+/// trailing `-`, and empty parts are dropped. `gw._x` gives `gw.x-token`, `My_GW.1` gives
+/// `my-gw.1-token`. The last part always keeps `token`, and an id is at most 80 bytes, so the name
+/// is never empty nor over 253 characters. Ids that differ only in case or punctuation share a
+/// name: give those `--secret-name`.
+pub(crate) fn default_secret_name(id: &str) -> String {
+    let mapped: String = format!("{id}-token")
         .chars()
         .map(|c| match c.to_ascii_lowercase() {
             c @ ('a'..='z' | '0'..='9' | '-' | '.') => c,
             _ => '-',
         })
         .collect();
-    let name = name.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-    name.chars().take(253).collect()
+    mapped
+        .split('.')
+        .map(|part| part.trim_matches('-'))
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A DNS-1123 label without its length limit: `a-z 0-9 -`, starting and ending alphanumeric.
+fn is_dns_label(part: &str) -> bool {
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = part.as_bytes();
+    bytes.first().is_some_and(alnum)
+        && bytes.last().is_some_and(alnum)
+        && bytes.iter().all(|b| alnum(b) || *b == b'-')
+}
+
+/// A DNS-1123 subdomain, what the API server requires of a Secret's name: at most 253
+/// characters, dot-separated labels.
+pub(crate) fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+/// A DNS-1123 label of at most 63 characters, what the API server requires of a namespace.
+pub(crate) fn is_namespace(name: &str) -> bool {
+    name.len() <= 63 && is_dns_label(name)
+}
+
+fn invalid_argument(target: &'static str, message: String) -> Failure {
+    Failure::invocation(ErrorKind::InvalidArgument, target, message)
+}
+
+/// The outputs that feed a gateway (`k8s-secret`, `docker-env`, `renew --form docker-env`) always
+/// write `GatewayKey <compact token>`, what the self-hosted gateway's `config.service.auth`
+/// reads: a `--scheme` other than `gateway-key`, or `--format uid`, would be ignored, so it is
+/// refused. `what` names the output in the message.
+pub(crate) fn check_gateway_output(
+    what: &str,
+    scheme: Option<SchemeArg>,
+    format: FormatArg,
+) -> Result<(), Failure> {
+    if let Some(scheme) = scheme.filter(|s| *s != SchemeArg::GatewayKey) {
+        let name = scheme.to_possible_value().map(|v| v.get_name().to_owned());
+        return Err(invalid_argument(
+            "scheme",
+            format!(
+                "--scheme {}: {what} always writes \"GatewayKey <token>\", what the gateway's \
+                 config.service.auth reads; drop --scheme",
+                name.unwrap_or_default()
+            ),
+        ));
+    }
+    if format == FormatArg::Uid {
+        return Err(invalid_argument(
+            "format",
+            format!(
+                "--format uid: {what} writes the compact form, the one the self-hosted gateway \
+                 reads; drop --format"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses the flags the chosen output would ignore, and Kubernetes names the API server would
+/// refuse, before anything is minted.
+fn check_flags(args: &MintArgs) -> Result<(), Failure> {
+    if args.output != MintOutput::K8sSecret {
+        let only_k8s = [
+            ("--secret-name", "secretName", args.secret_name.is_some()),
+            ("--namespace", "namespace", args.namespace.is_some()),
+            ("--secret-key", "secretKey", args.secret_key.is_some()),
+        ];
+        if let Some((flag, target, _)) = only_k8s.iter().find(|(_, _, given)| *given) {
+            return Err(invalid_argument(
+                target,
+                format!(
+                    "{flag}: only --output k8s-secret writes a Secret, and the output is {}",
+                    args.output.flag()
+                ),
+            ));
+        }
+    }
+    match args.output {
+        MintOutput::K8sSecret | MintOutput::DockerEnv => {
+            check_gateway_output(
+                &format!("--output {}", args.output.flag()),
+                args.scheme,
+                args.format,
+            )?;
+        }
+        MintOutput::Text | MintOutput::Json => {}
+    }
+    if let Some(name) = &args.secret_name {
+        if !is_dns_subdomain(name) {
+            return Err(invalid_argument(
+                "secretName",
+                format!(
+                    "--secret-name {name:?}: not a Kubernetes object name (lower case letters, \
+                     digits, '-' and '.', each dot-separated part starting and ending with a \
+                     letter or digit, at most 253 characters)"
+                ),
+            ));
+        }
+    }
+    if let Some(namespace) = &args.namespace {
+        if !is_namespace(namespace) {
+            return Err(invalid_argument(
+                "namespace",
+                format!(
+                    "--namespace {namespace:?}: not a Kubernetes namespace (lower case letters, \
+                     digits and '-', starting and ending with a letter or digit, at most 63 \
+                     characters)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn run(args: MintArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
+    check_flags(&args)?;
     // The request's own values first, as Azure's generate-token checks them: a refusal does not
     // depend on where the key lives.
     Signer::check_id(&args.id).map_err(Failure::usage)?;
@@ -122,9 +285,11 @@ pub(crate) fn run(args: MintArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
             print::MintAs::K8sSecret {
                 name: &name,
                 namespace: args.namespace.as_deref(),
+                key: args.secret_key.unwrap_or(SecretKey::Value).as_str(),
             }
         }
     };
-    print::minted(how, &token, args.scheme.scheme(), key_type);
+    let scheme = args.scheme.and_then(SchemeArg::scheme);
+    print::minted(how, &token, scheme, key_type);
     Ok(0)
 }

@@ -2,25 +2,31 @@
 //! its flags to library calls and a printer.
 
 mod args;
+mod atomic;
 mod batch;
 mod completions;
 mod convert;
 mod failure;
+mod flags;
 mod input;
 mod inspect;
 mod keys;
+mod man;
 mod mint;
 mod print;
+mod renew;
+mod serve;
 mod values;
 mod verify;
 
 use std::process::ExitCode;
 
 use apim_sas::chrono::Utc;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use args::{Cli, Command, Output};
+use args::{Cli, Command};
 use failure::Failure;
+use flags::Output;
 
 /// Runs the command line; the process's exit code.
 pub(crate) fn main() -> ExitCode {
@@ -28,9 +34,10 @@ pub(crate) fn main() -> ExitCode {
     let json = match &cli.command {
         Command::Mint(a) => a.output == mint::MintOutput::Json,
         Command::Verify(a) => a.output == Output::Json && !a.batch,
-        Command::Inspect(a) => a.output == Output::Json,
+        Command::Inspect(a) => a.output == inspect::InspectOutput::Json,
         Command::Convert(a) => a.output == Output::Json,
-        Command::Completions(_) => false,
+        Command::Renew(a) => a.output == Output::Json,
+        Command::Completions(_) | Command::Man(_) | Command::Serve(_) => false,
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -51,6 +58,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Verify(args) => verify::run(args, now),
         Command::Inspect(args) => inspect::run(args, now),
         Command::Convert(args) => convert::run(args),
-        Command::Completions(args) => completions::run(args),
+        Command::Renew(args) => renew::run(args, now),
+        Command::Completions(args) => completions::run(args, Cli::command()),
+        Command::Man(args) => man::run(args, Cli::command()),
+        Command::Serve(args) => serve::run(args, cli.now.is_some().then_some(now)),
     }
 }

@@ -71,6 +71,8 @@ pub(crate) enum MintAs<'a> {
     K8sSecret {
         name: &'a str,
         namespace: Option<&'a str>,
+        /// The Secret's key that holds `GatewayKey <token>`: `value`, `gateway-key`, …
+        key: &'a str,
     },
     DockerEnv,
 }
@@ -101,7 +103,11 @@ pub(crate) fn minted(how: MintAs<'_>, token: &Token, scheme: Option<Scheme>, key
             key_type: key_type.as_str(),
             format: token.format().as_str(),
         }),
-        MintAs::K8sSecret { name, namespace } => {
+        MintAs::K8sSecret {
+            name,
+            namespace,
+            key,
+        } => {
             let value = token.with_scheme(Scheme::GatewayKey);
             let mut yaml = String::new();
             yaml.push_str("apiVersion: v1\nkind: Secret\nmetadata:\n");
@@ -118,16 +124,22 @@ pub(crate) fn minted(how: MintAs<'_>, token: &Token, scheme: Option<Scheme>, key
             yaml.push_str("type: Opaque\n");
             // `stringData` for people reading the manifest, `data` (base64) for tools that read
             // Secrets back as the API server stores them; the same value in both.
-            yaml.push_str(&format!("stringData:\n  value: {}\n", yaml_str(&value)));
-            yaml.push_str(&format!("data:\n  value: {}\n", base64_of(&value)));
+            let key = yaml_str(key);
+            yaml.push_str(&format!("stringData:\n  {key}: {}\n", yaml_str(&value)));
+            yaml.push_str(&format!("data:\n  {key}: {}\n", base64_of(&value)));
             let _ = io::stdout().lock().write_all(yaml.as_bytes());
         }
-        MintAs::DockerEnv => text_line(&format!(
-            "config.service.auth={}",
-            token.with_scheme(Scheme::GatewayKey)
-        )),
+        MintAs::DockerEnv => text_line(&docker_env_line(token)),
     }
 }
+
+/// The Docker env file line the gateway container reads: `config.service.auth=GatewayKey …`.
+pub(crate) fn docker_env_line(token: &Token) -> String {
+    format!("{DOCKER_ENV_AUTH}{}", token.with_scheme(Scheme::GatewayKey))
+}
+
+/// The start of the env file line that holds the gateway's token.
+pub(crate) const DOCKER_ENV_AUTH: &str = "config.service.auth=";
 
 fn base64_of(text: &str) -> String {
     use base64::Engine as _;
@@ -266,7 +278,7 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// RFC 3339 in UTC as [`rfc3339`] writes it (fractions in groups of 3 only when present).
+/// RFC 3339 in UTC as [`rfc3339`] writes it (fractions, when present, as 7 digits).
 fn push_rfc3339(out: &mut Vec<u8>, at: DateTime<Utc>) {
     use apim_sas::chrono::{Datelike, Timelike};
     let nanos = at.nanosecond();
@@ -291,15 +303,9 @@ fn push_rfc3339(out: &mut Vec<u8>, at: DateTime<Utc>) {
     pad(out, at.minute(), 2);
     out.push(b':');
     pad(out, at.second(), 2);
-    if nanos != 0 {
+    if nanos / 100 != 0 {
         out.push(b'.');
-        if nanos.is_multiple_of(1_000_000) {
-            pad(out, nanos / 1_000_000, 3);
-        } else if nanos.is_multiple_of(1_000) {
-            pad(out, nanos / 1_000, 6);
-        } else {
-            pad(out, nanos, 9);
-        }
+        pad(out, nanos / 100, 7);
     }
     out.push(b'Z');
 }
@@ -403,6 +409,99 @@ pub(crate) fn converted(json: bool, value: &str, token: &UntrustedToken<'_>, to:
         });
     } else {
         text_line(value);
+    }
+}
+
+/// What `renew` did.
+pub(crate) struct Renewal {
+    /// Why it wrote a new token (`missing`, `invalid`, `expiring`, `forced`), `None` when it
+    /// kept the file.
+    pub(crate) reason: Option<&'static str>,
+    /// The expiry of the token the file now holds.
+    pub(crate) expiry: DateTime<Utc>,
+    /// The expiry the file's token claimed before, `None` when it held no readable token.
+    pub(crate) previous_expiry: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RenewalJson {
+    renewed: bool,
+    reason: Option<&'static str>,
+    expiry: String,
+    previous_expiry: Option<String>,
+}
+
+/// `renew`'s report: `renewed (<reason>): expires …` or `kept: expires … (in …)`, or its JSON.
+pub(crate) fn renewal(json: bool, outcome: &Renewal, now: DateTime<Utc>) {
+    if json {
+        json_line(&RenewalJson {
+            renewed: outcome.reason.is_some(),
+            reason: outcome.reason,
+            expiry: rfc3339(outcome.expiry),
+            previous_expiry: outcome.previous_expiry.map(rfc3339),
+        });
+        return;
+    }
+    let expiry = rfc3339(outcome.expiry);
+    match outcome.reason {
+        Some(reason) => text_line(&format!("renewed ({reason}): expires {expiry}")),
+        None => text_line(&format!(
+            "kept: expires {expiry} ({})",
+            relative(outcome.expiry.signed_duration_since(now))
+        )),
+    }
+}
+
+/// The metric `inspect --output prometheus` writes.
+pub(crate) const EXPIRY_METRIC: &str = "apim_sas_token_expiry_timestamp_seconds";
+
+/// A token's expiry in the Prometheus text exposition format, as node_exporter's textfile
+/// collector reads it: `# HELP`, `# TYPE … gauge`, one sample labelled with the gateway and the
+/// form, then `labels` in the order given (names already checked). No timestamp: the textfile
+/// collector refuses them.
+pub(crate) fn expiry_metric(token: &UntrustedToken<'_>, labels: &[(String, String)]) {
+    let mut out = format!(
+        "# HELP {EXPIRY_METRIC} When the token expires, in Unix seconds (its own claim, read \
+         without a key).\n# TYPE {EXPIRY_METRIC} gauge\n{EXPIRY_METRIC}{{gateway=\"{}\",format=\"{}\"",
+        label_value(token.id()),
+        token.format().as_str(),
+    );
+    for (name, value) in labels {
+        out.push_str(&format!(",{name}=\"{}\"", label_value(value)));
+    }
+    out.push_str(&format!("}} {}\n", unix_seconds(token.expiry())));
+    let _ = io::stdout().lock().write_all(out.as_bytes());
+}
+
+/// A label value escaped as the exposition format requires: `\\`, `\"`, `\n`.
+fn label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Unix seconds, exact: whole seconds as an integer, a fraction (the uid form's 100 ns) only
+/// when there is one, without the rounding a float would bring.
+fn unix_seconds(at: DateTime<Utc>) -> String {
+    let nanos = nanos(at);
+    let sign = if nanos < 0 { "-" } else { "" };
+    let (whole, frac) = (
+        nanos.unsigned_abs() / 1_000_000_000,
+        nanos.unsigned_abs() % 1_000_000_000,
+    );
+    if frac == 0 {
+        format!("{sign}{whole}")
+    } else {
+        let frac = format!("{frac:09}");
+        format!("{sign}{whole}.{}", frac.trim_end_matches('0'))
     }
 }
 

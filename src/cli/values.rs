@@ -24,6 +24,14 @@ pub(crate) fn instant(flag: &str, text: &str) -> Result<DateTime<Utc>, Problem> 
 /// A humantime duration: `30d`, `12h`, `90m`, `1d 12h`. Never negative.
 pub(crate) fn duration(flag: &str, text: &str) -> Result<TimeDelta, Problem> {
     let text = text.trim();
+    // Duration flags take values that start with '-' (so that `--ttl -1d` is answered here, not
+    // by clap), which also lets them swallow the next flag when their value is forgotten.
+    if text.starts_with("--") {
+        return Err(invalid(
+            flag,
+            &format!("needs a duration such as 30d or 12h, but got the flag {text}"),
+        ));
+    }
     if text.starts_with('-') {
         return Err(invalid(
             flag,
@@ -55,7 +63,48 @@ pub(crate) fn seconds_until(at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     at.signed_duration_since(now).num_seconds()
 }
 
-/// RFC 3339 in UTC with `Z`, fractions only when there are any.
+/// A token's expiry as every output shows it: RFC 3339 in UTC with `Z`, and fractional seconds
+/// only when there are any, then as 7 digits (100 ns ticks), exactly as a uid token's `ex` field
+/// carries them: `2026-12-13T02:40:40.7190000Z`, `2026-04-28T00:00:00Z`. Token expiries are
+/// whole 100 ns ticks, so nothing is lost; finer digits of other instants are cut.
 pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(apim_sas::chrono::SecondsFormat::AutoSi, true)
+    let whole = at.format("%Y-%m-%dT%H:%M:%S");
+    match at.timestamp_subsec_nanos() / 100 {
+        0 => format!("{whole}Z"),
+        ticks => format!("{whole}.{ticks:07}Z"),
+    }
+}
+
+/// Free text that offers a list of values to `--help` and shell completion without enforcing
+/// it: the command reads the value itself, so that a bad one is reported with its code
+/// (`InvalidKeyType` for `--key-type tertiary`), in JSON under `--output json`, not as a clap
+/// usage error. (clap's `PossibleValuesParser` would refuse it before the command runs.)
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Offered(&'static [&'static str]);
+
+/// The key types `--key-type` offers; `KeyType::from_str` decides.
+pub(crate) const KEY_TYPES: Offered = Offered(&["primary", "secondary"]);
+
+impl clap::builder::TypedValueParser for Offered {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            self.0
+                .iter()
+                .copied()
+                .map(clap::builder::PossibleValue::new),
+        ))
+    }
 }

@@ -7,14 +7,14 @@ use apim_sas::chrono::{DateTime, Utc};
 use apim_sas::{ErrorKind, KeyType, Policy};
 use clap::Args;
 
-use super::args::{KeySource, Output};
-use super::failure::{Failure, Problem};
+use super::failure::Failure;
+use super::flags::{KeySource, Output};
 use super::{batch, input, keys, print, values};
 
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// The token, or - (or nothing) to read it from stdin
-    #[arg(value_name = "TOKEN", allow_hyphen_values = true, conflicts_with_all = ["batch", "input"])]
+    #[arg(value_name = "TOKEN", conflicts_with_all = ["batch", "input"])]
     pub(crate) token: Option<String>,
 
     /// The gateway id the keys belong to (needed with --key-file, --keys and APIM_SAS_KEY)
@@ -22,15 +22,25 @@ pub(crate) struct VerifyArgs {
     pub(crate) id: Option<String>,
 
     /// Clock skew tolerated after expiry
-    #[arg(long, value_name = "DUR", default_value = "60s")]
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "60s",
+        allow_hyphen_values = true
+    )]
     pub(crate) leeway: String,
 
     /// The longest lifetime a token may claim, or none
-    #[arg(long, value_name = "DUR|none", default_value = "30d")]
+    #[arg(
+        long,
+        value_name = "DUR|none",
+        default_value = "30d",
+        allow_hyphen_values = true
+    )]
     pub(crate) max_lifetime: String,
 
     /// Only this key (with --key-file: the type of the key in it) [default: both keys]
-    #[arg(long, value_name = "TYPE")]
+    #[arg(long, value_name = "TYPE", value_parser = values::KEY_TYPES)]
     pub(crate) key_type: Option<String>,
 
     /// What to print (--batch always writes JSON lines)
@@ -44,6 +54,10 @@ pub(crate) struct VerifyArgs {
     /// The file of tokens for --batch [default: stdin]
     #[arg(long, value_name = "PATH", requires = "batch")]
     pub(crate) input: Option<PathBuf>,
+
+    /// With --batch: no summary line and no progress bar on stderr
+    #[arg(short, long, requires = "batch")]
+    pub(crate) quiet: bool,
 
     #[command(flatten)]
     pub(crate) keys: KeySource,
@@ -71,20 +85,23 @@ pub(crate) fn run(args: VerifyArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
             )),
             None => Box::new(io::BufReader::with_capacity(1 << 16, io::stdin())),
         };
-        let summary = batch::run(&verifier, input, now).map_err(|e| {
-            Failure::invocation(
+        let summary = batch::run(&verifier, input, now, args.quiet).map_err(|stop| match stop {
+            batch::Stop::Read(e) => Failure::invocation(
                 ErrorKind::UnreadableInput,
                 "token",
                 format!("reading tokens: {e}"),
-            )
+            ),
+            batch::Stop::Write(e) => Failure::invocation(
+                ErrorKind::InvalidArgument,
+                "output",
+                format!("writing results to stdout: {e}"),
+            ),
         })?;
         return Ok(u8::from(summary.refused > 0));
     }
 
-    let result = match input::token_text(args.token.as_deref())? {
-        Ok(text) => verifier.verify_bytes(&text, now).map_err(Problem::from),
-        Err(problem) => Err(problem),
-    };
+    let input = input::token_text(args.token.as_deref())?;
+    let result = input.read(|text| batch::verdict(&verifier, text, now));
     print::verified(args.output == Output::Json, &result, now);
     Ok(u8::from(result.is_err()))
 }

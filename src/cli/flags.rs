@@ -1,0 +1,74 @@
+//! The flags several commands share: the key source, the output kind, the token's form and
+//! scheme.
+
+use std::path::PathBuf;
+
+use apim_sas::{Format, Scheme};
+use clap::{Args, ValueEnum};
+
+/// Where the keys come from; at most one file option, else `APIM_SAS_KEY`.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub(crate) struct KeySource {
+    /// A file holding the key string (surrounding whitespace trimmed)
+    #[arg(long, value_name = "PATH")]
+    pub(crate) key_file: Option<PathBuf>,
+
+    /// A JSON file {"primary": "…", "secondary": "…"}, as Azure's list-keys operation returns
+    #[arg(long, value_name = "PATH")]
+    pub(crate) keys: Option<PathBuf>,
+
+    /// Many gateways: JSON {"gw1": {"primary": "…", "secondary": "…"}} or TOML ([gw1] tables),
+    /// by file extension (.toml is TOML, anything else JSON)
+    #[arg(long, value_name = "PATH")]
+    pub(crate) keystore: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FormatArg {
+    /// id&yyyyMMddHHmm&signature, the self-hosted gateway's form
+    Compact,
+    /// uid=id&ex=…&sn=signature, the management API's form
+    Uid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SchemeArg {
+    /// The bare token, as Azure's generate-token operation returns it
+    None,
+    /// "GatewayKey <token>", for the gateway's config.service.auth
+    GatewayKey,
+    /// "SharedAccessSignature <token>", for the management API's Authorization header
+    Sas,
+    /// SharedAccessSignature token="<token>",refresh="true", the developer portal's spelling
+    Portal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    /// Lines for people
+    Text,
+    /// One JSON document
+    Json,
+}
+
+impl From<FormatArg> for Format {
+    fn from(arg: FormatArg) -> Format {
+        match arg {
+            FormatArg::Compact => Format::Compact,
+            FormatArg::Uid => Format::Uid,
+        }
+    }
+}
+
+impl SchemeArg {
+    /// The scheme to write, `None` for the bare token.
+    pub(crate) fn scheme(self) -> Option<Scheme> {
+        match self {
+            SchemeArg::None => None,
+            SchemeArg::GatewayKey => Some(Scheme::GatewayKey),
+            SchemeArg::Sas => Some(Scheme::SharedAccessSignature),
+            SchemeArg::Portal => Some(Scheme::Portal),
+        }
+    }
+}

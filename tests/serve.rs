@@ -1,0 +1,1312 @@
+//! `apim-sas serve`, the real binary on a loopback port, driven by real HTTP clients: every
+//! endpoint and status with its exact headers and body, the limits, key reloads (SIGHUP, the
+//! Kubernetes symlink swap, a broken file), shutdown, the logs and the metrics, and rotation
+//! under load with the memory held flat.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apim_sas::chrono::{DateTime, TimeDelta, Utc};
+use apim_sas::{Format, GatewayKey, Signer};
+
+const NOW: &str = "2026-04-21T00:44:00Z";
+/// In every key these tests write; must never appear in a log line.
+const CANARY: &str = "CANARY-serve-5d1e-never-log-me";
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(NOW)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn key(name: &str) -> String {
+    format!("{CANARY}-{name}")
+}
+
+/// A token for gateway `id` signed with `key(key_name)`, expiring `ttl` after NOW.
+fn token(id: &str, key_name: &str, format: Format, ttl: TimeDelta) -> String {
+    Signer::new(id, &GatewayKey::new(key(key_name)).unwrap())
+        .unwrap()
+        .sign(now() + ttl, format)
+        .unwrap()
+        .to_string()
+}
+
+fn day_token(id: &str, key_name: &str) -> String {
+    token(id, key_name, Format::Compact, TimeDelta::days(1))
+}
+
+/// `{"id": {"primary": key(p), "secondary": key(s)}, …}`.
+fn keystore(gateways: &[(&str, &str, Option<&str>)]) -> String {
+    let entries: Vec<String> = gateways
+        .iter()
+        .map(|(id, p, s)| match s {
+            Some(s) => format!(
+                r#""{id}": {{"primary": "{}", "secondary": "{}"}}"#,
+                key(p),
+                key(s)
+            ),
+            None => format!(r#""{id}": {{"primary": "{}"}}"#, key(p)),
+        })
+        .collect();
+    format!("{{{}}}", entries.join(", "))
+}
+
+/// Writes a private file (mode 600) atomically: a temporary file renamed over `path`.
+fn write_private(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    set_private(&tmp);
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn set_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The running binary; killed (by its own id) when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `apim-sas serve --listen 127.0.0.1:0 --now NOW ARGS` and waits until it is ready.
+    fn start(args: &[&str]) -> Server {
+        let server = Server::start_unready(args);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.conn().send(&request("GET", "/readyz", &[])).status != 200 {
+            assert!(Instant::now() < deadline, "never ready:\n{}", server.log());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        server
+    }
+
+    /// Starts the server and waits only for its address.
+    fn start_unready(args: &[&str]) -> Server {
+        Server::try_start(args).unwrap_or_else(|(status, log)| {
+            panic!("serve exited ({status:?}) before listening:\n{log}")
+        })
+    }
+
+    fn try_start(args: &[&str]) -> Result<Server, (Option<ExitStatus>, String)> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--now", NOW])
+            .args(args)
+            .env_remove("APIM_SAS_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(at) = line.find("listening on http://") {
+                    let rest = &line[at + "listening on http://".len()..];
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect();
+                    let _ = tx.send(addr);
+                }
+                let mut lines = lines.lock().unwrap();
+                // Bounded: the load tests refuse many requests, each logged.
+                if lines.len() < 10_000 {
+                    lines.push(line);
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(20)) {
+                return Ok(Server {
+                    child,
+                    addr: addr.parse().unwrap(),
+                    log,
+                });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                return Err((Some(status), log.lock().unwrap().join("\n")));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err((None, log.lock().unwrap().join("\n")));
+            }
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `text`.
+    fn wait_log(&self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {text:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Resident memory of the process, in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// CPU time the process has used (user + system).
+    fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let per_second: u64 = String::from_utf8(
+            Command::new("getconf")
+                .arg("CLK_TCK")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        Duration::from_micros(ticks * 1_000_000 / per_second)
+    }
+
+    fn conn(&self) -> Conn {
+        Conn::open(self.addr)
+    }
+
+    fn metrics(&self) -> String {
+        let reply = self.conn().send(&request("GET", "/metrics", &[]));
+        assert_eq!(reply.status, 200);
+        String::from_utf8(reply.body).unwrap()
+    }
+
+    /// The value of one sample line of /metrics.
+    fn metric(&self, sample: &str) -> f64 {
+        let text = self.metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP/1.1 request, keep-alive.
+fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: apim-sas.test\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str("\r\n");
+    text.into_bytes()
+}
+
+fn authorized(path: &str, token: &str) -> Vec<u8> {
+    request("GET", path, &[("Authorization", token)])
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    /// Header names in lower case, in order.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection: a minimal client, exact about what comes back.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn {
+            stream,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    fn send(&mut self, request: &[u8]) -> Reply {
+        self.try_send(request).unwrap()
+    }
+
+    fn try_send(&mut self, request: &[u8]) -> std::io::Result<Reply> {
+        self.stream.write_all(request)?;
+        self.read_reply()
+    }
+
+    fn read_reply(&mut self) -> std::io::Result<Reply> {
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let mut lines = head.split("\r\n");
+                let status = lines
+                    .next()
+                    .and_then(|l| l.split(' ').nth(1))
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let length: usize = headers
+                    .iter()
+                    .find(|(n, _)| n == "content-length")
+                    .map_or(0, |(_, v)| v.parse().unwrap());
+                while self.buf.len() < end + 4 + length {
+                    let n = self.stream.read(&mut chunk)?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = self.buf[end + 4..end + 4 + length].to_vec();
+                self.buf.drain(..end + 4 + length);
+                return Ok(Reply {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Whether the server has closed the connection, waiting at most `within`.
+    fn closed_within(&mut self, within: Duration) -> bool {
+        self.stream.set_read_timeout(Some(within)).unwrap();
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    }
+}
+
+/// A temporary directory holding `keystore.json` (mode 600).
+struct Keys {
+    dir: tempfile::TempDir,
+}
+
+impl Keys {
+    fn new(text: &str) -> Keys {
+        let keys = Keys {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        write_private(&keys.path(), text);
+        keys
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("keystore.json")
+    }
+
+    fn arg(&self) -> String {
+        self.path().to_str().unwrap().to_owned()
+    }
+}
+
+fn gw1_keys() -> Keys {
+    Keys::new(&keystore(&[("gw1", "p1", Some("s1")), ("gw2", "p2", None)]))
+}
+
+fn error_body(code: &str, message: &str, target: &str) -> String {
+    format!(r#"{{"error":{{"code":"{code}","message":"{message}","target":"{target}"}}}}"#)
+}
+
+fn assert_refused(reply: &Reply, code: &str) {
+    assert_eq!(reply.status, 401, "{reply:?}");
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(format!(r#"SharedAccessSignature error="{code}""#).as_str())
+    );
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(
+        reply.header("content-length"),
+        Some(reply.body.len().to_string().as_str())
+    );
+    assert!(
+        reply
+            .text()
+            .starts_with(&format!(r#"{{"error":{{"code":"{code}","#)),
+        "{}",
+        reply.text()
+    );
+}
+
+#[test]
+fn verify_answers_200_with_who_it_was_and_401_with_the_code() {
+    let keys = gw1_keys();
+    let server = Server::start(&["--keystore", &keys.arg()]);
+    let mut conn = server.conn();
+
+    let compact = day_token("gw1", "p1");
+    let reply = conn.send(&authorized("/verify", &compact));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let mut headers = reply.headers.clone();
+    headers.retain(|(n, _)| n != "date");
+    assert_eq!(
+        headers,
+        [
+            ("x-apim-gateway-id", "gw1"),
+            ("x-apim-key-type", "primary"),
+            ("x-apim-token-expiry", "2026-04-22T00:44:00Z"),
+            ("x-apim-token-format", "compact"),
+            ("content-length", "0"),
+        ]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+    );
+    assert!(reply.body.is_empty());
+
+    // The uid form with its scheme, the secondary key, any method, any path under /verify/ (as
+    // Envoy appends the original path), 100 ns of expiry kept.
+    let uid = token(
+        "gw1",
+        "s1",
+        Format::Uid,
+        TimeDelta::milliseconds(86_400_500),
+    );
+    let reply = conn.send(&request(
+        "POST",
+        "/verify/api/orders?id=7",
+        &[("Authorization", &format!("SharedAccessSignature {uid}"))],
+    ));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("x-apim-key-type"), Some("secondary"));
+    assert_eq!(reply.header("x-apim-token-format"), Some("uid"));
+    assert_eq!(
+        reply.header("x-apim-token-expiry"),
+        Some("2026-04-22T00:44:00.5000000Z")
+    );
+
+    // The developer portal's form, and a scheme in another case with two spaces.
+    let portal = format!(r#"SharedAccessSignature token="{uid}",refresh="true""#);
+    let reply = conn.send(&request("DELETE", "/verify", &[("authorization", &portal)]));
+    assert_eq!(
+        (reply.status, reply.header("x-apim-gateway-id")),
+        (200, Some("gw1"))
+    );
+    let reply = conn.send(&authorized("/verify/", &format!("gatewaykey  {compact}")));
+    assert_eq!(reply.status, 200);
+
+    // Refusals: exact body and challenge.
+    let forged = compact.replace("&202604220044&", "&202604230044&");
+    let reply = conn.send(&authorized("/verify", &forged));
+    assert_refused(&reply, "SignatureMismatch");
+    assert_eq!(
+        reply.text(),
+        error_body(
+            "SignatureMismatch",
+            "signature: no key of this gateway produces this signature",
+            "signature"
+        )
+    );
+    let reply = conn.send(&request("GET", "/verify", &[]));
+    assert_refused(&reply, "EmptyToken");
+    assert_eq!(
+        reply.text(),
+        error_body(
+            "EmptyToken",
+            "token: no token header in the request",
+            "token"
+        )
+    );
+    assert_refused(
+        &conn.send(&authorized("/verify", &day_token("gw9", "p1"))),
+        "GatewayNotExist",
+    );
+    assert_refused(
+        &conn.send(&authorized("/verify", &day_token("gw2", "p1"))),
+        "SignatureMismatch",
+    );
+    let expired = token("gw1", "p1", Format::Compact, TimeDelta::minutes(-2));
+    assert_refused(&conn.send(&authorized("/verify", &expired)), "TokenExpired");
+    let far = token("gw1", "p1", Format::Compact, TimeDelta::days(31));
+    assert_refused(&conn.send(&authorized("/verify", &far)), "ExpiryTooFar");
+    assert_refused(
+        &conn.send(&authorized("/verify", "Bearer x")),
+        "MalformedToken",
+    );
+
+    // The other endpoints.
+    let reply = conn.send(&request("GET", "/healthz", &[]));
+    assert_eq!((reply.status, reply.text()), (200, "ok\n"));
+    let reply = conn.send(&request("GET", "/readyz", &[]));
+    assert_eq!((reply.status, reply.text()), (200, "ready\n"));
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/verifyx"),
+        ("POST", "/healthz"),
+        ("GET", "/x"),
+    ] {
+        let reply = conn.send(&request(method, path, &[]));
+        assert_eq!(reply.status, 404, "{method} {path}");
+    }
+
+    // What the metrics counted: 4 valid, 7 refused, every one timed.
+    let reply = conn.send(&request("GET", "/metrics", &[]));
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let text = reply.text();
+    for line in [
+        "# TYPE apim_sas_verifications counter",
+        r#"apim_sas_verifications_total{result="valid"} 4"#,
+        r#"apim_sas_verifications_total{result="SignatureMismatch"} 2"#,
+        r#"apim_sas_verifications_total{result="EmptyToken"} 1"#,
+        r#"apim_sas_verifications_total{result="GatewayNotExist"} 1"#,
+        r#"apim_sas_verifications_total{result="TokenExpired"} 1"#,
+        r#"apim_sas_verifications_total{result="ExpiryTooFar"} 1"#,
+        r#"apim_sas_verifications_total{result="MalformedToken"} 1"#,
+        r#"apim_sas_verifications_total{result="TokenTooLong"} 0"#,
+        "# TYPE apim_sas_verification_duration_seconds histogram",
+        "apim_sas_verification_duration_seconds_count 11",
+        r#"apim_sas_verification_duration_seconds_bucket{le="+Inf"} 11"#,
+        "# TYPE apim_sas_keystore_gateways gauge",
+        "apim_sas_keystore_gateways 2",
+        "# TYPE apim_sas_keystore_reloads counter",
+        r#"apim_sas_keystore_reloads_total{result="ok"} 0"#,
+        r#"apim_sas_keystore_reloads_total{result="error"} 0"#,
+        "# TYPE apim_sas_keystore_last_reload_success_timestamp_seconds gauge",
+        "# EOF",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in:\n{text}"
+        );
+    }
+    let loaded_at = server.metric("apim_sas_keystore_last_reload_success_timestamp_seconds");
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (unix_now - loaded_at).abs() < 60.0,
+        "{loaded_at} vs {unix_now}"
+    );
+
+    // One log line per refusal, with code, target and path; never a token, never a key.
+    server.wait_log("TokenExpired", Duration::from_secs(5));
+    let log = server.log();
+    assert!(
+        log.contains(r#"refused code="SignatureMismatch" target="signature" path="/verify""#),
+        "{log}"
+    );
+    assert!(
+        log.contains(r#"refused code="EmptyToken" target="token" path="/verify""#),
+        "{log}"
+    );
+    assert_eq!(log.matches(" refused ").count(), 7, "{log}");
+    assert!(!log.contains(CANARY), "{log}");
+    for secret in [
+        &compact[compact.len() - 88..],
+        &forged[forged.len() - 88..],
+        &uid[uid.len() - 88..],
+    ] {
+        assert!(!log.contains(secret), "a signature reached the log:\n{log}");
+    }
+}
+
+#[test]
+fn the_token_is_read_from_the_first_present_header_of_the_list() {
+    let keys = gw1_keys();
+    let server = Server::start(&[
+        "--keystore",
+        &keys.arg(),
+        "--header",
+        "X-Apim-Token",
+        "--header",
+        "Authorization",
+    ]);
+    let mut conn = server.conn();
+    let good = format!("GatewayKey {}", day_token("gw1", "p1"));
+    let reply = conn.send(&request("GET", "/verify", &[("X-Apim-Token", &good)]));
+    assert_eq!(reply.status, 200);
+    assert_eq!(conn.send(&authorized("/verify", &good)).status, 200);
+    // The first of the list wins, even when the second would pass.
+    let reply = conn.send(&request(
+        "GET",
+        "/verify",
+        &[("Authorization", &good), ("X-Apim-Token", "Bearer x")],
+    ));
+    assert_refused(&reply, "MalformedToken");
+}
+
+#[test]
+fn limits_431_for_big_heads_toolong_tokens_and_unread_bodies() {
+    let keys = gw1_keys();
+    let server = Server::start(&["--keystore", &keys.arg(), "--head-timeout", "1s"]);
+    let good = day_token("gw1", "p1");
+
+    // A head just under 16 KiB passes; one over is 431.
+    let pad = "p".repeat(15 * 1024);
+    let reply = server.conn().send(&request(
+        "GET",
+        "/verify",
+        &[("Authorization", &good), ("X-Pad", &pad)],
+    ));
+    assert_eq!(reply.status, 200);
+    let pad = "p".repeat(17 * 1024);
+    let reply = server.conn().send(&request(
+        "GET",
+        "/verify",
+        &[("Authorization", &good), ("X-Pad", &pad)],
+    ));
+    assert_eq!(reply.status, 431, "{reply:?}");
+
+    // A token over 1024 bytes is a token problem: 401 TokenTooLong, not a limit of the server.
+    let long = format!("GatewayKey {}", "a".repeat(1014));
+    assert_eq!(long.len(), 1025);
+    let reply = server.conn().send(&authorized("/verify", &long));
+    assert_refused(&reply, "TokenTooLong");
+    assert_eq!(
+        reply.text(),
+        error_body("TokenTooLong", "token: longer than 1024 bytes", "token")
+    );
+
+    // A body announced but never sent: answered at once, nothing waits for (or keeps) it.
+    let mut conn = server.conn();
+    let started = Instant::now();
+    let reply = conn.send(&request(
+        "POST",
+        "/verify",
+        &[("Authorization", &good), ("Content-Length", "1000000000")],
+    ));
+    assert_eq!(reply.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // A connection that never completes its head is closed after the head timeout (1 s here).
+    let mut slow = server.conn();
+    slow.stream
+        .write_all(b"GET /verify HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = Instant::now();
+    assert!(
+        !slow.closed_within(Duration::from_millis(600)),
+        "closed too early"
+    );
+    assert!(slow.closed_within(Duration::from_secs(5)), "never closed");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_connection_without_a_complete_head_is_closed_after_10_seconds_by_default() {
+    let keys = gw1_keys();
+    let server = Server::start(&["--keystore", &keys.arg()]);
+    let mut slow = server.conn();
+    let started = Instant::now();
+    slow.stream.write_all(b"GET /verify HTTP/1.1\r\n").unwrap();
+    assert!(
+        !slow.closed_within(Duration::from_secs(9)),
+        "closed before 10 s"
+    );
+    assert!(
+        slow.closed_within(Duration::from_secs(4)),
+        "still open after 13 s"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(12),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn readiness_waits_for_the_keys() {
+    // A key file that cannot be read yet: a FIFO nobody writes to until the test does.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("keystore.json");
+    let made = Command::new("mkfifo")
+        .args(["-m", "600", fifo.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let server = Server::start_unready(&["--keystore", fifo.to_str().unwrap(), "--poll", "none"]);
+    let mut conn = server.conn();
+    assert_eq!(conn.send(&request("GET", "/healthz", &[])).status, 200);
+    let reply = conn.send(&request("GET", "/readyz", &[]));
+    assert_eq!((reply.status, reply.text()), (503, "keys not loaded yet\n"));
+    let good = day_token("gw1", "p1");
+    assert_eq!(conn.send(&authorized("/verify", &good)).status, 503);
+
+    std::fs::write(&fifo, keystore(&[("gw1", "p1", None)])).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while conn.send(&request("GET", "/readyz", &[])).status != 200 {
+        assert!(Instant::now() < deadline, "never ready:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(conn.send(&authorized("/verify", &good)).status, 200);
+    assert_eq!(server.metric("apim_sas_keystore_gateways"), 1.0);
+}
+
+#[test]
+fn a_bad_key_source_or_flag_at_start_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.json");
+    write_private(&broken, &format!(r#"{{"gw1": {{"primary": "{CANARY}""#));
+    let bad_key = dir.path().join("bad-key.json");
+    write_private(
+        &bad_key,
+        &format!(r#"{{"gw1": {{"primary": "{CANARY}\u0007"}}}}"#),
+    );
+    let keys = dir.path().join("gw1.keys.json");
+    write_private(&keys, &format!(r#"{{"primary": "{CANARY}"}}"#));
+    let missing = dir.path().join("missing.json");
+    let cases: [(Vec<&str>, &str); 7] = [
+        (
+            vec!["--keystore", missing.to_str().unwrap()],
+            "error: InvalidKeyFile: key file ",
+        ),
+        (
+            vec!["--keystore", broken.to_str().unwrap()],
+            "error: InvalidKeyFile: key file ",
+        ),
+        (
+            vec!["--keystore", bad_key.to_str().unwrap()],
+            "error: InvalidKey: key file ",
+        ),
+        (
+            vec!["--keys", keys.to_str().unwrap()],
+            "error: EmptyGatewayId: --id",
+        ),
+        (
+            vec![
+                "--keys",
+                keys.to_str().unwrap(),
+                "--id",
+                "gw1",
+                "--leeway",
+                "soon",
+            ],
+            "error: InvalidExpiry: --leeway",
+        ),
+        (
+            vec![
+                "--keys",
+                keys.to_str().unwrap(),
+                "--id",
+                "gw1",
+                "--header",
+                "bad header",
+            ],
+            "error: InvalidArgument: --header bad header",
+        ),
+        (
+            vec![
+                "--keys",
+                keys.to_str().unwrap(),
+                "--id",
+                "gw1",
+                "--key-type",
+                "tertiary",
+            ],
+            "error: InvalidKeyType",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        all.extend(&args);
+        let output = run_briefly(&all);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains(CANARY), "{stderr}");
+    }
+
+    // An address already taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = run_briefly(&[
+        "serve",
+        "--listen",
+        &addr,
+        "--keys",
+        keys.to_str().unwrap(),
+        "--id",
+        "gw1",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: InvalidArgument: --listen {addr}: cannot listen"
+        )),
+        "{stderr}"
+    );
+}
+
+/// Runs the binary, which must exit within 10 s (it is killed otherwise).
+fn run_briefly(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
+        .args(args)
+        .env_remove("APIM_SAS_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} still running after 10 s:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Waits until `token` gets `status`; the time it took.
+fn until_status(server: &Server, token: &str, status: u16, within: Duration) -> Duration {
+    let started = Instant::now();
+    let mut conn = server.conn();
+    loop {
+        if conn.send(&authorized("/verify", token)).status == status {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "no {status} within {within:?}:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn sighup_reloads_the_keys() {
+    let keys = Keys::new(&keystore(&[("gw1", "p1", None)]));
+    // No polling: only the signal can reload.
+    let server = Server::start(&["--keystore", &keys.arg(), "--poll", "none"]);
+    let (old, new) = (day_token("gw1", "p1"), day_token("gw1", "p2"));
+    let mut conn = server.conn();
+    assert_eq!(conn.send(&authorized("/verify", &old)).status, 200);
+
+    write_private(
+        &keys.path(),
+        &keystore(&[("gw1", "p2", Some("p1")), ("gw3", "p3", None)]),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        conn.send(&authorized("/verify", &new)).status,
+        401,
+        "reloaded without a signal"
+    );
+
+    server.signal("HUP");
+    let took = until_status(&server, &new, 200, Duration::from_secs(2));
+    eprintln!("SIGHUP reload seen after {took:?}");
+    let reply = conn.send(&authorized("/verify", &old));
+    assert_eq!(
+        (reply.status, reply.header("x-apim-key-type")),
+        (200, Some("secondary"))
+    );
+    server.wait_log("keys reloaded", Duration::from_secs(2));
+    assert!(
+        server
+            .log()
+            .contains(r#"keys reloaded reason="SIGHUP" gateways=2"#),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        server.metric(r#"apim_sas_keystore_reloads_total{result="ok"}"#),
+        1.0
+    );
+    assert_eq!(server.metric("apim_sas_keystore_gateways"), 2.0);
+}
+
+/// A Secret volume as the kubelet lays it out: `keystore.json -> ..data/keystore.json`,
+/// `..data -> ..<generation>`, each generation a directory swapped in by renaming a symlink.
+struct SecretVolume {
+    dir: tempfile::TempDir,
+    generation: usize,
+}
+
+impl SecretVolume {
+    fn new(text: &str) -> SecretVolume {
+        let mut volume = SecretVolume {
+            dir: tempfile::tempdir().unwrap(),
+            generation: 0,
+        };
+        volume.swap(text);
+        std::os::unix::fs::symlink("..data/keystore.json", volume.path()).unwrap();
+        volume
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("keystore.json")
+    }
+
+    fn arg(&self) -> String {
+        self.path().to_str().unwrap().to_owned()
+    }
+
+    /// The kubelet's atomic update: a new directory, a new symlink renamed over `..data`, the
+    /// old directory removed.
+    fn swap(&mut self, text: &str) {
+        let root = self.dir.path();
+        self.generation += 1;
+        let name = format!("..2026_04_21_00_44_{:05}", self.generation);
+        std::fs::create_dir(root.join(&name)).unwrap();
+        let file = root.join(&name).join("keystore.json");
+        std::fs::write(&file, text).unwrap();
+        set_private(&file);
+        let tmp = root.join("..data_tmp");
+        std::os::unix::fs::symlink(&name, &tmp).unwrap();
+        std::fs::rename(&tmp, root.join("..data")).unwrap();
+        if self.generation > 1 {
+            let old = format!("..2026_04_21_00_44_{:05}", self.generation - 1);
+            std::fs::remove_dir_all(root.join(old)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_kubernetes_secret_swap_is_seen_within_two_seconds() {
+    let mut volume = SecretVolume::new(&keystore(&[("gw1", "p1", None)]));
+    let server = Server::start(&["--keystore", &volume.arg()]);
+    let (old, new) = (day_token("gw1", "p1"), day_token("gw1", "p2"));
+    assert_eq!(server.conn().send(&authorized("/verify", &old)).status, 200);
+
+    for round in 0..2 {
+        let (from, to) = if round == 0 {
+            (&old, &new)
+        } else {
+            (&new, &old)
+        };
+        let key = if round == 0 { "p2" } else { "p1" };
+        volume.swap(&keystore(&[("gw1", key, None)]));
+        let took = until_status(&server, to, 200, Duration::from_secs(2));
+        eprintln!("symlink swap {round} seen after {took:?}");
+        assert!(took < Duration::from_secs(2));
+        assert_eq!(server.conn().send(&authorized("/verify", from)).status, 401);
+    }
+    server.wait_log("keys reloaded", Duration::from_secs(2));
+    assert!(
+        server
+            .log()
+            .contains(r#"keys reloaded reason="the key file changed" gateways=1"#),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        server.metric(r#"apim_sas_keystore_reloads_total{result="error"}"#),
+        0.0
+    );
+}
+
+#[test]
+fn a_broken_key_file_keeps_the_old_keys_serving() {
+    let keys = Keys::new(&keystore(&[("gw1", "p1", None)]));
+    let server = Server::start(&["--keystore", &keys.arg()]);
+    let good = day_token("gw1", "p1");
+    let mut conn = server.conn();
+    assert_eq!(conn.send(&authorized("/verify", &good)).status, 200);
+
+    // A file cut short, carrying a key: refused, the key never logged.
+    write_private(
+        &keys.path(),
+        &format!(r#"{{"gw1": {{"primary": "{CANARY}-new""#),
+    );
+    server.wait_log("key reload failed", Duration::from_secs(2));
+    assert_eq!(conn.send(&authorized("/verify", &good)).status, 200);
+    assert_eq!(
+        server.metric(r#"apim_sas_keystore_reloads_total{result="error"}"#),
+        1.0
+    );
+    assert_eq!(
+        server.metric(r#"apim_sas_keystore_reloads_total{result="ok"}"#),
+        0.0
+    );
+    assert_eq!(server.metric("apim_sas_keystore_gateways"), 1.0);
+
+    // A key with a control character; then no file at all, and a SIGHUP on it: still serving.
+    write_private(
+        &keys.path(),
+        &format!(r#"{{"gw1": {{"primary": "{CANARY}\u0007"}}}}"#),
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.metric(r#"apim_sas_keystore_reloads_total{result="error"}"#) < 2.0 {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(keys.path()).unwrap();
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.metric(r#"apim_sas_keystore_reloads_total{result="error"}"#) < 4.0 {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(conn.send(&authorized("/verify", &good)).status, 200);
+    assert_eq!(
+        server.conn().send(&request("GET", "/readyz", &[])).status,
+        200
+    );
+
+    // Fixed: the new keys serve.
+    write_private(&keys.path(), &keystore(&[("gw1", "p2", None)]));
+    until_status(
+        &server,
+        &day_token("gw1", "p2"),
+        200,
+        Duration::from_secs(2),
+    );
+    assert_eq!(conn.send(&authorized("/verify", &good)).status, 401);
+
+    let log = server.log();
+    assert!(log.contains(r#"code="InvalidKeyFile""#), "{log}");
+    assert!(log.contains("JSON ends too early"), "{log}");
+    assert!(log.contains("problem=InvalidKey: key file"), "{log}");
+    assert!(log.contains("No such file"), "{log}");
+    assert!(!log.contains(CANARY), "key material in the log:\n{log}");
+}
+
+#[test]
+fn sigterm_and_sigint_drain_and_exit_0() {
+    for signal in ["TERM", "INT"] {
+        let keys = gw1_keys();
+        let mut server = Server::start(&["--keystore", &keys.arg()]);
+        // An idle keep-alive connection does not hold the exit up.
+        let mut idle = server.conn();
+        assert_eq!(
+            idle.send(&authorized("/verify", &day_token("gw1", "p1")))
+                .status,
+            200
+        );
+        let started = Instant::now();
+        server.signal(signal);
+        let status = server.wait_exit(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "SIG{signal}:\n{}", server.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(idle.closed_within(Duration::from_secs(1)));
+        assert!(TcpStream::connect(server.addr).is_err(), "still accepting");
+        assert!(
+            server.log().contains(&format!(
+                "stopping: no new connections, answering those in flight signal=\"SIG{signal}\""
+            )),
+            "{}",
+            server.log()
+        );
+    }
+}
+
+#[test]
+fn a_connection_still_sending_is_given_the_drain_time_and_no_more() {
+    let keys = gw1_keys();
+    let mut server = Server::start(&["--keystore", &keys.arg(), "--drain", "1s"]);
+    let mut busy = server.conn();
+    // A request on its way: the head started, the rest not yet sent.
+    busy.stream.write_all(b"GET /verify HTTP/1.1\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let keys = gw1_keys();
+    let server = Server::start(&["--keystore", &keys.arg(), "--log-format", "json"]);
+    let reply = server.conn().send(&request("GET", "/verify/orders", &[]));
+    assert_eq!(reply.status, 401);
+    server.wait_log("refused", Duration::from_secs(5));
+    let lines: Vec<serde_json::Value> = server
+        .log()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let listening = &lines[0];
+    assert_eq!(listening["level"], "INFO");
+    assert_eq!(
+        listening["message"],
+        format!("listening on http://{}", server.addr)
+    );
+    let refused = lines.iter().find(|l| l["message"] == "refused").unwrap();
+    assert_eq!(refused["code"], "EmptyToken");
+    assert_eq!(refused["target"], "token");
+    assert_eq!(refused["path"], "\"/verify/orders\"");
+}
+
+/// `rot`'s keys in generation `g`: K(g) primary, K(g-1) secondary; `stable` never changes.
+fn generation(g: usize) -> String {
+    let (current, previous) = (format!("rot{g}"), format!("rot{}", g.wrapping_sub(1)));
+    keystore(&[("rot", &current, Some(&previous)), ("stable", "st", None)])
+}
+
+/// Hammers /verify from `threads` clients with tokens of every generation while the key file is
+/// swapped `swaps` times (Kubernetes symlink swaps, and rewrites followed by SIGHUP). Returns the
+/// requests made; panics on any unexpected answer or failed request.
+fn rotate_under_load(
+    server: &Server,
+    volume: &mut SecretVolume,
+    swaps: usize,
+    threads: usize,
+) -> usize {
+    let tokens: Arc<Vec<String>> = Arc::new(
+        (0..=swaps + 2)
+            .map(|g| day_token("rot", &format!("rot{g}")))
+            .collect(),
+    );
+    let stable = day_token("stable", "st");
+    let current = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let addr = server.addr;
+    let clients: Vec<_> = (0..threads)
+        .map(|_| {
+            let (tokens, stable, current, done) = (
+                Arc::clone(&tokens),
+                stable.clone(),
+                Arc::clone(&current),
+                Arc::clone(&done),
+            );
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(addr);
+                let (mut requests, mut settled) = (0usize, 0usize);
+                while !done.load(Ordering::SeqCst) {
+                    // Published once generation g was seen loaded; g+1 is written only after,
+                    // so this request meets generation g or g+1, both of which hold K(g).
+                    let g = current.load(Ordering::SeqCst);
+                    let reply = conn.send(&authorized("/verify", &tokens[g]));
+                    requests += 1;
+                    if current.load(Ordering::SeqCst) == g {
+                        settled += 1;
+                        assert_eq!(reply.status, 200, "generation {g}: {}", reply.text());
+                    } else {
+                        assert!(matches!(reply.status, 200 | 401), "{reply:?}");
+                    }
+                    let reply = conn.send(&authorized("/verify", &stable));
+                    assert_eq!(reply.status, 200, "{}", reply.text());
+                    // K(g-2) is in no generation from g on.
+                    if g >= 2 {
+                        let reply = conn.send(&authorized("/verify", &tokens[g - 2]));
+                        assert_eq!(reply.status, 401);
+                        assert_eq!(
+                            reply.header("www-authenticate"),
+                            Some(r#"SharedAccessSignature error="SignatureMismatch""#)
+                        );
+                    }
+                    requests += 2;
+                }
+                (requests, settled)
+            })
+        })
+        .collect();
+
+    let mut probe = server.conn();
+    for g in 1..=swaps {
+        if g % 2 == 1 {
+            volume.swap(&generation(g));
+        } else {
+            volume.swap(&generation(g));
+            server.signal("HUP");
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while probe
+            .send(&authorized("/verify", &tokens[g]))
+            .header("x-apim-key-type")
+            != Some("primary")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "generation {g} never loaded:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        current.store(g, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    done.store(true, Ordering::SeqCst);
+    let mut total = 0;
+    for client in clients {
+        let (requests, settled) = client.join().unwrap();
+        assert!(settled > 0);
+        total += requests;
+    }
+    total
+}
+
+#[test]
+fn keys_rotated_under_load_never_fail_a_request() {
+    let mut volume = SecretVolume::new(&generation(0));
+    let server = Server::start(&["--keystore", &volume.arg()]);
+    let started = Instant::now();
+    let requests = rotate_under_load(&server, &mut volume, 16, 3);
+    eprintln!(
+        "{requests} requests during 16 key swaps in {:?}",
+        started.elapsed()
+    );
+    assert!(requests > 1000, "{requests}");
+    assert_eq!(
+        server.metric(r#"apim_sas_keystore_reloads_total{result="error"}"#),
+        0.0
+    );
+    assert!(server.metric(r#"apim_sas_keystore_reloads_total{result="ok"}"#) >= 16.0);
+}
+
+/// Sends `count` requests over `threads` keep-alive connections: valid, forged and missing
+/// tokens in turn.
+fn hammer(addr: SocketAddr, count: usize, threads: usize) {
+    let valid = authorized("/verify", &day_token("gw1", "p1"));
+    let forged = authorized("/verify", &day_token("gw1", "nope"));
+    let missing = request("GET", "/verify", &[]);
+    let per_thread = count / threads;
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (valid, forged, missing) = (valid.clone(), forged.clone(), missing.clone());
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(addr);
+                for n in 0..per_thread {
+                    let (req, status) = match n % 8 {
+                        6 => (&forged, 401),
+                        7 => (&missing, 401),
+                        _ => (&valid, 200),
+                    };
+                    assert_eq!(conn.send(req).status, status);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+}
+
+fn memory_stays_flat(requests: usize) {
+    let keys = gw1_keys();
+    let server = Server::start(&["--keystore", &keys.arg()]);
+    hammer(server.addr, 20_000, 2);
+    let (before, cpu_before) = (server.rss_kib(), server.cpu());
+    let started = Instant::now();
+    hammer(server.addr, requests, 2);
+    let took = started.elapsed();
+    let (after, cpu) = (server.rss_kib(), server.cpu() - cpu_before);
+    eprintln!(
+        "{requests} requests in {took:?} ({:.0}/s, the clients on the same cores); server CPU \
+         {:.1} µs per request; RSS {before} KiB -> {after} KiB",
+        requests as f64 / took.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / requests as f64,
+    );
+    assert!(
+        after <= before + 2048,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    let valid = server.metric(r#"apim_sas_verifications_total{result="valid"}"#);
+    assert_eq!(valid as usize, (20_000 + requests) / 8 * 6);
+}
+
+#[test]
+fn memory_stays_flat_over_many_requests() {
+    memory_stays_flat(80_000);
+}
+
+/// The million-request run (`.ci/run` runs it in release).
+#[test]
+#[ignore = "a million requests: run in release"]
+fn memory_stays_flat_over_a_million_requests() {
+    memory_stays_flat(1_000_000);
+}
