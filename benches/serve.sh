@@ -318,6 +318,7 @@ ratios = {
     "serve / peer, direct, requests/s": ("a_serve", "b_node_peer", 0, 5.0),
     "nginx+serve / nginx+return-200, requests/s": ("c_nginx+serve", "d_nginx+return-200", 0, 0.9),
     "nginx+serve / nginx+peer, requests/s": ("c_nginx+serve", "e_nginx+node_peer", 0, 1.8),
+    "nginx+return-200 / nginx+peer, requests/s (the bound of the line above)": ("d_nginx+return-200", "e_nginx+node_peer", 0, None),
     "peer / serve, CPU per request, direct": ("b_node_peer", "a_serve", 3, None),
 }
 med = statistics.median
