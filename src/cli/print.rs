@@ -11,7 +11,7 @@ use serde::Serialize;
 use apim_sas::human_duration as human;
 
 use super::failure::Problem;
-use super::values::{rfc3339, seconds_until};
+use super::values::{self, rfc3339, seconds_until};
 
 /// Azure's ErrorResponse body: `{"code", "message", "target"}`.
 #[derive(Serialize)]
@@ -209,7 +209,7 @@ pub(crate) fn batch_line(
             out.extend_from_slice(b",\"valid\":true,\"id\":");
             push_json_str(out, v.id());
             out.extend_from_slice(b",\"expiry\":\"");
-            push_rfc3339(out, v.expiry());
+            values::push_rfc3339(out, v.expiry());
             out.extend_from_slice(b"\",\"keyType\":\"");
             out.extend_from_slice(v.key_type().as_str().as_bytes());
             out.extend_from_slice(b"\",\"format\":\"");
@@ -276,38 +276,6 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(b'"');
-}
-
-/// RFC 3339 in UTC as [`rfc3339`] writes it (fractions, when present, as 7 digits).
-fn push_rfc3339(out: &mut Vec<u8>, at: DateTime<Utc>) {
-    use apim_sas::chrono::{Datelike, Timelike};
-    let nanos = at.nanosecond();
-    let at = at.naive_utc();
-    let pad = |out: &mut Vec<u8>, n: u32, width: usize| {
-        let mut digits = [b'0'; 9];
-        let mut n = n;
-        for slot in digits[..width].iter_mut().rev() {
-            *slot = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        out.extend_from_slice(&digits[..width]);
-    };
-    pad(out, at.year().clamp(0, 9999) as u32, 4);
-    out.push(b'-');
-    pad(out, at.month(), 2);
-    out.push(b'-');
-    pad(out, at.day(), 2);
-    out.push(b'T');
-    pad(out, at.hour(), 2);
-    out.push(b':');
-    pad(out, at.minute(), 2);
-    out.push(b':');
-    pad(out, at.second(), 2);
-    if nanos / 100 != 0 {
-        out.push(b'.');
-        pad(out, nanos / 100, 7);
-    }
-    out.push(b'Z');
 }
 
 /// The result of `verify` for one token.

@@ -68,11 +68,51 @@ pub(crate) fn seconds_until(at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 /// carries them: `2026-12-13T02:40:40.7190000Z`, `2026-04-28T00:00:00Z`. Token expiries are
 /// whole 100 ns ticks, so nothing is lost; finer digits of other instants are cut.
 pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
-    let whole = at.format("%Y-%m-%dT%H:%M:%S");
-    match at.timestamp_subsec_nanos() / 100 {
-        0 => format!("{whole}Z"),
-        ticks => format!("{whole}.{ticks:07}Z"),
+    use apim_sas::chrono::Datelike;
+    if !(0..=9999).contains(&at.year()) {
+        // Not a token's expiry (years 0001–9999): chrono's own spelling of far instants.
+        let whole = at.format("%Y-%m-%dT%H:%M:%S");
+        return match at.timestamp_subsec_nanos() / 100 {
+            0 => format!("{whole}Z"),
+            ticks => format!("{whole}.{ticks:07}Z"),
+        };
     }
+    let mut out = Vec::with_capacity(28);
+    push_rfc3339(&mut out, at);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends [`rfc3339`]'s spelling of an instant of the years 0000–9999 to `out`, without
+/// chrono's formatting machinery: once per line of a batch, once per request of `serve`.
+pub(crate) fn push_rfc3339(out: &mut Vec<u8>, at: DateTime<Utc>) {
+    use apim_sas::chrono::{Datelike, Timelike};
+    let nanos = at.nanosecond();
+    let at = at.naive_utc();
+    let pad = |out: &mut Vec<u8>, n: u32, width: usize| {
+        let mut digits = [b'0'; 9];
+        let mut n = n;
+        for slot in digits[..width].iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.extend_from_slice(&digits[..width]);
+    };
+    pad(out, at.year().clamp(0, 9999) as u32, 4);
+    out.push(b'-');
+    pad(out, at.month(), 2);
+    out.push(b'-');
+    pad(out, at.day(), 2);
+    out.push(b'T');
+    pad(out, at.hour(), 2);
+    out.push(b':');
+    pad(out, at.minute(), 2);
+    out.push(b':');
+    pad(out, at.second(), 2);
+    if nanos / 100 != 0 {
+        out.push(b'.');
+        pad(out, nanos / 100, 7);
+    }
+    out.push(b'Z');
 }
 
 /// Free text that offers a list of values to `--help` and shell completion without enforcing
@@ -106,5 +146,38 @@ impl clap::builder::TypedValueParser for Offered {
                 .copied()
                 .map(clap::builder::PossibleValue::new),
         ))
+    }
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::*;
+    use apim_sas::chrono::TimeZone;
+
+    /// The hand-written spelling is chrono's, 7 fraction digits when there are any.
+    #[test]
+    fn push_rfc3339_is_chronos_spelling() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Years 0001–9999, ticks of 100 ns, whole seconds and whole minutes.
+            let secs = (seed % 315_537_897_600) as i64 - 62_135_596_800;
+            let ticks = match seed >> 60 {
+                0..=5 => 0,
+                _ => ((seed >> 20) % 10_000_000) as u32,
+            };
+            let at = Utc.timestamp_opt(secs, ticks * 100).unwrap();
+            let whole = at.format("%Y-%m-%dT%H:%M:%S");
+            let expected = match ticks {
+                0 => format!("{whole}Z"),
+                t => format!("{whole}.{t:07}Z"),
+            };
+            let mut ours = Vec::new();
+            push_rfc3339(&mut ours, at);
+            assert_eq!(String::from_utf8(ours).unwrap(), expected);
+            assert_eq!(rfc3339(at), expected);
+        }
     }
 }
