@@ -2,7 +2,7 @@
 //! accepted token's fields are what its text says, and converting it keeps its signature.
 #![no_main]
 
-use apim_sas::{Format, UntrustedToken};
+use apim_sas::{Format, Scheme, UntrustedToken};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,7 +13,12 @@ fuzz_target!(|data: &[u8]| {
         }
         Ok(t) => {
             let text = std::str::from_utf8(data).expect("accepted tokens are UTF-8");
-            assert!(text.ends_with(t.signature()));
+            if t.scheme() == Some(Scheme::Portal) {
+                // SharedAccessSignature token="…",refresh="…": the signature closes the quotes.
+                assert!(text.contains(&format!("{}\"", t.signature())));
+            } else {
+                assert!(text.ends_with(t.signature()));
+            }
             assert!(text.contains(t.id()));
             assert!(data.len() <= apim_sas::MAX_TOKEN_LEN);
             for to in [Format::Compact, Format::Uid] {
