@@ -201,3 +201,39 @@ fn a_byte_order_mark_starts_no_token() {
         .unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
 }
+
+#[test]
+fn output_that_cannot_be_written_is_exit_2_never_a_silent_success() {
+    for output in ["text", "json", "k8s-secret", "docker-env"] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = bin()
+            .args(["mint", "--id", "gw1", "--keys", keys(), "--now", NOW])
+            .args(["--output", output])
+            .stdout(full)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{output}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("error: InvalidArgument: writing to stdout: "),
+            "{output}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_batch_under_output_json_reports_its_setup_errors_in_json() {
+    let out = bin()
+        .args(["verify", "--batch", "--output", "json", "--id", "gw1"])
+        .args(["--keys", "/nonexistent/keys.json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["error"]["code"], "InvalidKeyFile");
+    assert_eq!(json["error"]["target"], "key");
+}

@@ -42,9 +42,10 @@ pub(crate) enum Shell {
 
 pub(crate) fn run(args: CompletionsArgs, cli: Command) -> Result<u8, Failure> {
     let mut out = io::stdout().lock();
-    // A closed stdout (`| head`) leaves nothing to report.
-    let _ = out.write_all(script(args.shell, cli).as_bytes());
-    let _ = out.flush();
+    Failure::wrote(
+        out.write_all(script(args.shell, cli).as_bytes())
+            .and_then(|()| out.flush()),
+    )?;
     Ok(0)
 }
 

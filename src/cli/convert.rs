@@ -33,7 +33,12 @@ pub(crate) fn run(args: ConvertArgs) -> Result<u8, Failure> {
         .map_err(Failure::token)?;
     let to: Format = args.to.into();
     let bare = token.convert(to).map_err(Failure::token)?;
-    let value = print::render(bare.as_str(), args.scheme.scheme());
-    print::converted(args.output == Output::Json, &value, &token, to);
+    let value = bare.render(args.scheme.scheme());
+    Failure::wrote(print::converted(
+        args.output == Output::Json,
+        &value,
+        &token,
+        to,
+    ))?;
     Ok(0)
 }

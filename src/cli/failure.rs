@@ -1,7 +1,7 @@
 //! What the command reports when it does not succeed: a [`Problem`] (stable code, target,
 //! message, as the library's errors carry them) and the exit code that says whose fault it is.
 
-use std::fmt;
+use std::{fmt, io};
 
 use apim_sas::{Error, ErrorKind};
 
@@ -106,5 +106,20 @@ impl Failure {
         message: impl Into<String>,
     ) -> Failure {
         Failure::usage(Problem::new(kind, target, message))
+    }
+
+    /// What writing the command's output came to. A closed pipe (`| head -1`) is no failure:
+    /// the reader has what it wanted, and the command ends as it would have. Any other error (a
+    /// full disk behind `> secret.yaml`) is exit 2, so that no script goes on with a truncated
+    /// file.
+    pub(crate) fn wrote(result: io::Result<()>) -> Result<(), Failure> {
+        match result {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Failure::invocation(
+                ErrorKind::InvalidArgument,
+                "output",
+                format!("writing to stdout: {e}"),
+            )),
+            _ => Ok(()),
+        }
     }
 }

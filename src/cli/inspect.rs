@@ -113,13 +113,18 @@ pub(crate) fn run(args: InspectArgs, now: DateTime<Utc>) -> Result<u8, Failure> 
         .read(UntrustedToken::parse_bytes)
         .map_err(Failure::token)?;
     if prometheus {
-        print::expiry_metric(&token, &labels);
+        Failure::wrote(print::expiry_metric(&token, &labels))?;
         return Ok(0);
     }
     let within = window.map(|window| {
         let expiring = token.expiry().signed_duration_since(now) <= window;
         (window, expiring)
     });
-    print::inspected(args.output == InspectOutput::Json, &token, now, within);
+    Failure::wrote(print::inspected(
+        args.output == InspectOutput::Json,
+        &token,
+        now,
+        within,
+    ))?;
     Ok(u8::from(within.is_some_and(|(_, expiring)| expiring)))
 }

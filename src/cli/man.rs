@@ -33,8 +33,8 @@ pub(crate) fn run(args: ManArgs, cli: clap::Command) -> Result<u8, Failure> {
             clap_mangen::Man::new(cmd)
                 .render(&mut page)
                 .map_err(|e| unwritable(&"stdout", e))?;
-            // A closed stdout (`| head`) leaves nothing to report.
-            let _ = io::stdout().lock().write_all(&page);
+            let mut out = io::stdout().lock();
+            Failure::wrote(out.write_all(&page).and_then(|()| out.flush()))?;
         }
     }
     Ok(0)

@@ -290,6 +290,6 @@ pub(crate) fn run(args: MintArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
         }
     };
     let scheme = args.scheme.and_then(SchemeArg::scheme);
-    print::minted(how, &token, scheme, key_type);
+    Failure::wrote(print::minted(how, &token, scheme, key_type))?;
     Ok(0)
 }

@@ -33,7 +33,7 @@ pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = match &cli.command {
         Command::Mint(a) => a.output == mint::MintOutput::Json,
-        Command::Verify(a) => a.output == Output::Json && !a.batch,
+        Command::Verify(a) => a.output == Output::Json,
         Command::Inspect(a) => a.output == inspect::InspectOutput::Json,
         Command::Convert(a) => a.output == Output::Json,
         Command::Renew(a) => a.output == Output::Json,

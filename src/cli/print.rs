@@ -36,31 +36,30 @@ struct ErrorResponse<'a> {
     error: ErrorBody<'a>,
 }
 
-fn json_line(value: &impl Serialize) {
+/// Writes `bytes` to stdout and flushes them: the caller learns whether they arrived (a full
+/// disk behind `> secret.yaml` must not exit 0; see `Failure::wrote`).
+fn emit(bytes: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    // A closed stdout (a pipe to `head`) is not worth a panic: nothing is left to tell.
-    let _ = serde_json::to_writer(&mut out, value);
-    let _ = out.write_all(b"\n");
+    out.write_all(bytes)?;
+    out.flush()
 }
 
-fn text_line(line: &str) {
-    let _ = writeln!(io::stdout().lock(), "{line}");
+fn json_line(value: &impl Serialize) -> io::Result<()> {
+    let mut text = serde_json::to_vec(value).map_err(io::Error::other)?;
+    text.push(b'\n');
+    emit(&text)
+}
+
+fn text_line(line: &str) -> io::Result<()> {
+    emit(format!("{line}\n").as_bytes())
 }
 
 /// An error: `{"error": {…}}` on stdout for JSON, `error: Code: message` on stderr for text.
 pub(crate) fn error(json: bool, err: &Problem) {
-    if json {
-        json_line(&ErrorResponse { error: err.into() });
-    } else {
+    // A stdout that cannot take the error document (the very error may be about stdout) leaves
+    // stderr to tell it.
+    if !json || json_line(&ErrorResponse { error: err.into() }).is_err() {
         eprintln!("error: {err}");
-    }
-}
-
-/// The token with the scheme the user asked for.
-pub(crate) fn render(bare: &str, scheme: Option<Scheme>) -> String {
-    match scheme {
-        Some(scheme) => scheme.apply(bare),
-        None => bare.to_owned(),
     }
 }
 
@@ -93,11 +92,16 @@ fn yaml_str(s: &str) -> String {
 }
 
 /// A token `mint` made.
-pub(crate) fn minted(how: MintAs<'_>, token: &Token, scheme: Option<Scheme>, key_type: KeyType) {
+pub(crate) fn minted(
+    how: MintAs<'_>,
+    token: &Token,
+    scheme: Option<Scheme>,
+    key_type: KeyType,
+) -> io::Result<()> {
     match how {
-        MintAs::Text => text_line(&render(token.as_str(), scheme)),
+        MintAs::Text => text_line(&token.render(scheme)),
         MintAs::Json => json_line(&Minted {
-            value: &render(token.as_str(), scheme),
+            value: &token.render(scheme),
             id: token.id(),
             expiry: rfc3339(token.expiry()),
             key_type: key_type.as_str(),
@@ -127,7 +131,7 @@ pub(crate) fn minted(how: MintAs<'_>, token: &Token, scheme: Option<Scheme>, key
             let key = yaml_str(key);
             yaml.push_str(&format!("stringData:\n  {key}: {}\n", yaml_str(&value)));
             yaml.push_str(&format!("data:\n  {key}: {}\n", base64_of(&value)));
-            let _ = io::stdout().lock().write_all(yaml.as_bytes());
+            emit(yaml.as_bytes())
         }
         MintAs::DockerEnv => text_line(&docker_env_line(token)),
     }
@@ -279,7 +283,11 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// The result of `verify` for one token.
-pub(crate) fn verified(json: bool, result: &Result<Verified<'_>, Problem>, now: DateTime<Utc>) {
+pub(crate) fn verified(
+    json: bool,
+    result: &Result<Verified<'_>, Problem>,
+    now: DateTime<Utc>,
+) -> io::Result<()> {
     match (json, result) {
         (true, Ok(v)) => json_line(&Valid::new(None, v, now)),
         (true, Err(err)) => json_line(&Invalid::new(None, err)),
@@ -291,7 +299,10 @@ pub(crate) fn verified(json: bool, result: &Result<Verified<'_>, Problem>, now: 
             rfc3339(v.expiry()),
             relative(v.expires_in(now)),
         )),
-        (false, Err(err)) => eprintln!("invalid: {err}"),
+        (false, Err(err)) => {
+            eprintln!("invalid: {err}");
+            Ok(())
+        }
     }
 }
 
@@ -323,9 +334,9 @@ pub(crate) fn inspected(
     token: &UntrustedToken<'_>,
     now: DateTime<Utc>,
     expires_within: Option<(TimeDelta, bool)>,
-) {
+) -> io::Result<()> {
     if json {
-        json_line(&Inspection {
+        return json_line(&Inspection {
             id: token.id(),
             format: token.format().as_str(),
             scheme: token.scheme().map(Scheme::as_str),
@@ -335,7 +346,6 @@ pub(crate) fn inspected(
             verified: false,
             expires_within: expires_within.map(|(_, within)| within),
         });
-        return;
     }
     let left = token.expiry().signed_duration_since(now);
     let mut text = format!(
@@ -355,7 +365,7 @@ pub(crate) fn inspected(
         text.push_str(&format!("within:   {verdict} (window {})\n", human(window)));
     }
     text.push_str("verified: false (inspect uses no key; verify checks the signature)");
-    text_line(&text);
+    text_line(&text)
 }
 
 #[derive(Serialize)]
@@ -367,16 +377,21 @@ struct Converted<'a> {
 }
 
 /// What `convert` made.
-pub(crate) fn converted(json: bool, value: &str, token: &UntrustedToken<'_>, to: Format) {
+pub(crate) fn converted(
+    json: bool,
+    value: &str,
+    token: &UntrustedToken<'_>,
+    to: Format,
+) -> io::Result<()> {
     if json {
         json_line(&Converted {
             value,
             id: token.id(),
             expiry: rfc3339(token.expiry()),
             format: to.as_str(),
-        });
+        })
     } else {
-        text_line(value);
+        text_line(value)
     }
 }
 
@@ -401,15 +416,14 @@ struct RenewalJson {
 }
 
 /// `renew`'s report: `renewed (<reason>): expires …` or `kept: expires … (in …)`, or its JSON.
-pub(crate) fn renewal(json: bool, outcome: &Renewal, now: DateTime<Utc>) {
+pub(crate) fn renewal(json: bool, outcome: &Renewal, now: DateTime<Utc>) -> io::Result<()> {
     if json {
-        json_line(&RenewalJson {
+        return json_line(&RenewalJson {
             renewed: outcome.reason.is_some(),
             reason: outcome.reason,
             expiry: rfc3339(outcome.expiry),
             previous_expiry: outcome.previous_expiry.map(rfc3339),
         });
-        return;
     }
     let expiry = rfc3339(outcome.expiry);
     match outcome.reason {
@@ -428,7 +442,10 @@ pub(crate) const EXPIRY_METRIC: &str = "apim_sas_token_expiry_timestamp_seconds"
 /// collector reads it: `# HELP`, `# TYPE … gauge`, one sample labelled with the gateway and the
 /// form, then `labels` in the order given (names already checked). No timestamp: the textfile
 /// collector refuses them.
-pub(crate) fn expiry_metric(token: &UntrustedToken<'_>, labels: &[(String, String)]) {
+pub(crate) fn expiry_metric(
+    token: &UntrustedToken<'_>,
+    labels: &[(String, String)],
+) -> io::Result<()> {
     let mut out = format!(
         "# HELP {EXPIRY_METRIC} When the token expires, in Unix seconds (its own claim, read \
          without a key).\n# TYPE {EXPIRY_METRIC} gauge\n{EXPIRY_METRIC}{{gateway=\"{}\",format=\"{}\"",
@@ -439,7 +456,7 @@ pub(crate) fn expiry_metric(token: &UntrustedToken<'_>, labels: &[(String, Strin
         out.push_str(&format!(",{name}=\"{}\"", label_value(value)));
     }
     out.push_str(&format!("}} {}\n", unix_seconds(token.expiry())));
-    let _ = io::stdout().lock().write_all(out.as_bytes());
+    emit(out.as_bytes())
 }
 
 /// A label value escaped as the exposition format requires: `\\`, `\"`, `\n`.

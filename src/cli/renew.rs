@@ -312,7 +312,7 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
 
     let Some(reason) = reason else {
         let kept = previous_expiry.unwrap_or(now);
-        print::renewal(
+        Failure::wrote(print::renewal(
             args.output == Output::Json,
             &print::Renewal {
                 reason: None,
@@ -320,7 +320,7 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
                 previous_expiry,
             },
             now,
-        );
+        ))?;
         return Ok(0);
     };
 
@@ -357,7 +357,7 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
             ),
         )
     })?;
-    print::renewal(
+    Failure::wrote(print::renewal(
         args.output == Output::Json,
         &print::Renewal {
             reason: Some(reason.as_str()),
@@ -365,7 +365,7 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
             previous_expiry,
         },
         now,
-    );
+    ))?;
     Ok(0)
 }
 

@@ -102,7 +102,7 @@ pub(crate) fn run(args: VerifyArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
 
     let input = input::token_text(args.token.as_deref())?;
     let result = input.read(|text| batch::verdict(&verifier, text, now));
-    print::verified(args.output == Output::Json, &result, now);
+    Failure::wrote(print::verified(args.output == Output::Json, &result, now))?;
     Ok(u8::from(result.is_err()))
 }
 
