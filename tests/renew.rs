@@ -917,3 +917,49 @@ fn the_help_shows_a_worked_example() {
         assert!(r.stdout.contains(flag), "{flag}");
     }
 }
+
+/// A renewal job that is not root may replace a file it cannot give away (owned by root, shared
+/// through a group): it renews, keeps the mode, and says what it could not keep, rather than
+/// leaving the gateway's token to lapse. Runs where the test runs as root (CI does) and can drop
+/// to another user with `setpriv`.
+#[test]
+fn a_non_root_job_renews_a_file_it_cannot_give_away() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    if !is_root || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to act as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, r#"{"primary": "sample-key-of-gw1"}"#).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "not a token\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let out = Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_apim-sas"))
+        .args(["renew", "--id", "gw1", "--keys"])
+        .arg(&keys)
+        .arg("--file")
+        .arg(&file)
+        .args(["--now", NOW, "--output", "json"])
+        .env_remove("APIM_SAS_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["reason"], "invalid");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("could not keep its owner and group (0:0)"), "{stderr}");
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o664);
+    assert_eq!(meta.uid(), 65534);
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .starts_with("GatewayKey gw1&"));
+}

@@ -73,7 +73,24 @@ fn keep_access(file: &File, previous: Option<&Metadata>) -> io::Result<()> {
         use std::os::unix::fs::MetadataExt;
         let now = file.metadata()?;
         if (now.uid(), now.gid()) != (previous.uid(), previous.gid()) {
-            std::os::unix::fs::fchown(file, Some(previous.uid()), Some(previous.gid()))?;
+            // Only root may give a file away; a non-root job that may replace the file keeps
+            // at least the group when it belongs to it, and says what it could not keep rather
+            // than leaving the token unrenewed.
+            let kept = std::os::unix::fs::fchown(file, Some(previous.uid()), Some(previous.gid()))
+                .or_else(|_| std::os::unix::fs::fchown(file, None, Some(previous.gid())));
+            if let Err(e) = kept {
+                if e.kind() != io::ErrorKind::PermissionDenied {
+                    return Err(e);
+                }
+                eprintln!(
+                    "warning: the renewed file could not keep its owner and group \
+                     ({}:{}); it is now {}:{} with the same mode",
+                    previous.uid(),
+                    previous.gid(),
+                    now.uid(),
+                    now.gid()
+                );
+            }
         }
     }
     Ok(())
