@@ -955,7 +955,10 @@ fn a_non_root_job_renews_a_file_it_cannot_give_away() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["reason"], "invalid");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("could not keep its owner and group (0:0)"), "{stderr}");
+    assert!(
+        stderr.contains("could not keep its owner and group (0:0)"),
+        "{stderr}"
+    );
     let meta = std::fs::metadata(&file).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o664);
     assert_eq!(meta.uid(), 65534);

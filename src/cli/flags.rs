@@ -3,8 +3,11 @@
 
 use std::path::PathBuf;
 
+use apim_sas::ErrorKind;
 use apim_sas::{Format, Scheme};
 use clap::{Args, ValueEnum};
+
+use super::failure::Failure;
 
 /// Where the keys come from; at most one file option, else `APIM_SAS_KEY`.
 #[derive(Debug, Args)]
@@ -71,4 +74,38 @@ impl SchemeArg {
             SchemeArg::Portal => Some(Scheme::Portal),
         }
     }
+}
+
+/// The outputs that feed a gateway (`k8s-secret`, `docker-env`, `renew --form docker-env`) always
+/// write `GatewayKey <compact token>`, what the self-hosted gateway's `config.service.auth`
+/// reads: a `--scheme` other than `gateway-key`, or `--format uid`, would be ignored, so it is
+/// refused. `what` names the output in the message.
+pub(crate) fn check_gateway_output(
+    what: &str,
+    scheme: Option<SchemeArg>,
+    format: FormatArg,
+) -> Result<(), Failure> {
+    if let Some(scheme) = scheme.filter(|s| *s != SchemeArg::GatewayKey) {
+        let name = scheme.to_possible_value().map(|v| v.get_name().to_owned());
+        return Err(Failure::invocation(
+            ErrorKind::InvalidArgument,
+            "scheme",
+            format!(
+                "--scheme {}: {what} always writes \"GatewayKey <token>\", what the gateway's \
+                 config.service.auth reads; drop --scheme",
+                name.unwrap_or_default()
+            ),
+        ));
+    }
+    if format == FormatArg::Uid {
+        return Err(Failure::invocation(
+            ErrorKind::InvalidArgument,
+            "format",
+            format!(
+                "--format uid: {what} writes the compact form, the one the self-hosted gateway \
+                 reads; drop --format"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 
 use super::failure::Failure;
 use super::flags::{FormatArg, KeySource, SchemeArg};
-use super::{keys, print, values};
+use super::{flags, keys, print, values};
 
 #[derive(Debug, Args)]
 pub(crate) struct MintArgs {
@@ -154,38 +154,6 @@ fn invalid_argument(target: &'static str, message: String) -> Failure {
     Failure::invocation(ErrorKind::InvalidArgument, target, message)
 }
 
-/// The outputs that feed a gateway (`k8s-secret`, `docker-env`, `renew --form docker-env`) always
-/// write `GatewayKey <compact token>`, what the self-hosted gateway's `config.service.auth`
-/// reads: a `--scheme` other than `gateway-key`, or `--format uid`, would be ignored, so it is
-/// refused. `what` names the output in the message.
-pub(crate) fn check_gateway_output(
-    what: &str,
-    scheme: Option<SchemeArg>,
-    format: FormatArg,
-) -> Result<(), Failure> {
-    if let Some(scheme) = scheme.filter(|s| *s != SchemeArg::GatewayKey) {
-        let name = scheme.to_possible_value().map(|v| v.get_name().to_owned());
-        return Err(invalid_argument(
-            "scheme",
-            format!(
-                "--scheme {}: {what} always writes \"GatewayKey <token>\", what the gateway's \
-                 config.service.auth reads; drop --scheme",
-                name.unwrap_or_default()
-            ),
-        ));
-    }
-    if format == FormatArg::Uid {
-        return Err(invalid_argument(
-            "format",
-            format!(
-                "--format uid: {what} writes the compact form, the one the self-hosted gateway \
-                 reads; drop --format"
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Refuses the flags the chosen output would ignore, and Kubernetes names the API server would
 /// refuse, before anything is minted.
 fn check_flags(args: &MintArgs) -> Result<(), Failure> {
@@ -207,7 +175,7 @@ fn check_flags(args: &MintArgs) -> Result<(), Failure> {
     }
     match args.output {
         MintOutput::K8sSecret | MintOutput::DockerEnv => {
-            check_gateway_output(
+            flags::check_gateway_output(
                 &format!("--output {}", args.output.flag()),
                 args.scheme,
                 args.format,

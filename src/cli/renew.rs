@@ -16,7 +16,7 @@ use super::failure::Failure;
 use super::flags::{FormatArg, KeySource, Output, SchemeArg};
 use super::input::{strip_bom, LINE_LIMIT};
 use super::print::{self, DOCKER_ENV_AUTH};
-use super::{atomic, keys, mint, values};
+use super::{atomic, keys, values};
 
 #[derive(Debug, Args)]
 pub(crate) struct RenewArgs {
@@ -237,7 +237,7 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
     // Every flag is checked on every run, renewal due or not, so that a mistake shows on the
     // first run rather than weeks later when the token runs out.
     if args.form == Form::DockerEnv {
-        mint::check_gateway_output("--form docker-env", args.scheme, args.format)?;
+        super::flags::check_gateway_output("--form docker-env", args.scheme, args.format)?;
     }
     Signer::check_id(&args.id).map_err(Failure::usage)?;
     let key_type: KeyType = args.key_type.parse().map_err(Failure::usage)?;
