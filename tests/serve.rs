@@ -1263,6 +1263,14 @@ fn a_broken_key_file_keeps_the_old_keys_serving() {
         assert!(Instant::now() < deadline, "{}", server.log());
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Two polls later, still one.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        server.metric(r#"apim_sas_keystore_reloads_total{result="error"}"#),
+        3.0,
+        "{}",
+        server.log()
+    );
     assert_eq!(conn.send(&authorized("/verify", &good)).status, 200);
     assert_eq!(
         server.conn().send(&request("GET", "/readyz", &[])).status,
