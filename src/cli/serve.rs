@@ -25,7 +25,7 @@ use apim_sas::layer::{
 use apim_sas::{ErrorKind, KeyType, Policy, Verifier};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -106,6 +106,13 @@ pub(crate) enum LogFormat {
 /// The largest request head read: anything longer is answered `431`.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// The most header lines a request head may have (hyper's default, 100, refuses a 101st with
+/// `431` however small the head). Not as many as 16 KiB could hold (5,461 of the shortest): hyper
+/// then sets up room for that many on every request, and serve answered at 8 % of its speed
+/// (`wrk` direct, one thread); 256 cost 8 %, 1,024 cost 19 %. 256 is more than gateways pass
+/// (Envoy's own default limit is 100).
+const MAX_HEADERS: usize = 256;
+
 const X_GATEWAY_ID: HeaderName = HeaderName::from_static("x-apim-gateway-id");
 const X_KEY_TYPE: HeaderName = HeaderName::from_static("x-apim-key-type");
 const X_TOKEN_EXPIRY: HeaderName = HeaderName::from_static("x-apim-token-expiry");
@@ -135,6 +142,34 @@ struct Keys {
 impl Keys {
     fn load(&self) -> Result<Verifier, Failure> {
         keys::load(&self.source)?.verifier(self.id.as_deref(), self.only, self.policy)
+    }
+
+    /// What the flags alone say is wrong with the key source, found before the service listens:
+    /// no source at all, or a single gateway's keys without `--id`. (Whether a keystore holds the
+    /// `--id` asked for is known once it is loaded.)
+    fn check(&self) -> Result<(), Failure> {
+        let s = &self.source;
+        if s.keystore.is_some() {
+            return Ok(());
+        }
+        if s.key_file.is_none() && s.keys.is_none() && std::env::var_os(keys::KEY_ENV).is_none() {
+            return Err(Failure::invocation(
+                ErrorKind::KeyNotFound,
+                "key",
+                format!(
+                    "no key: give --key-file, --keys or --keystore, or set {}",
+                    keys::KEY_ENV
+                ),
+            ));
+        }
+        if self.id.is_none() {
+            return Err(Failure::invocation(
+                ErrorKind::EmptyGatewayId,
+                "id",
+                "--id: the gateway id is needed with --key-file, --keys or APIM_SAS_KEY",
+            ));
+        }
+        Ok(())
     }
 
     /// The file watched for changes: the one key file given (none for `APIM_SAS_KEY`).
@@ -194,6 +229,13 @@ impl Settings {
                     .map_err(|_| invalid("header", format!("--header {name}: not a header name")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let keys = Keys {
+            source: args.keys,
+            id: args.id,
+            only,
+            policy,
+        };
+        keys.check()?;
         let poll = match values::limit("--poll", &args.poll).map_err(Failure::usage)? {
             Some(every) => Some(
                 every
@@ -213,12 +255,7 @@ impl Settings {
             workers: args.workers.filter(|&n| n > 0),
             log_format: args.log_format,
             fixed_now,
-            keys: Keys {
-                source: args.keys,
-                id: args.id,
-                only,
-                policy,
-            },
+            keys,
         })
     }
 }
@@ -252,7 +289,7 @@ pub(crate) fn run(args: ServeArgs, fixed_now: Option<DateTime<Utc>>) -> Result<u
     .map_err(|e| {
         Failure::invocation(
             ErrorKind::InvalidArgument,
-            "workers",
+            "serve",
             format!("starting the runtime: {e}"),
         )
     })?;
@@ -379,7 +416,7 @@ impl Metrics {
                 info!(
                     code = error.code(),
                     target = error.target(),
-                    path = ?verification.uri.path(),
+                    path = verification.uri.path(),
                     "refused"
                 );
             }
@@ -395,7 +432,8 @@ impl Metrics {
         self.last_reload_success.set(now);
     }
 
-    fn exposition(&self) -> Response<Body> {
+    /// The metrics as Prometheus's text format, or as OpenMetrics to a scraper that asks for it.
+    fn exposition(&self, openmetrics: bool) -> Response<Body> {
         let mut text = String::with_capacity(4096);
         if encode(&mut text, &self.registry).is_err() {
             return plain(
@@ -403,12 +441,98 @@ impl Metrics {
                 "metrics: encoding failed\n",
             );
         }
+        let (text, content_type) = if openmetrics {
+            (
+                text,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+        } else {
+            (
+                prometheus_text(&text),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+        };
         let mut response = Response::new(Either::Right(Full::new(Bytes::from(text))));
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        );
         response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
+    }
+}
+
+/// Whether a request's `Accept` headers list OpenMetrics (at a quality above 0).
+fn wants_openmetrics(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let is_openmetrics = parts
+                .next()
+                .is_some_and(|media| media.eq_ignore_ascii_case("application/openmetrics-text"));
+            let refused = parts.any(|param| {
+                param.split_once('=').is_some_and(|(name, q)| {
+                    name.trim().eq_ignore_ascii_case("q")
+                        && q.trim().parse::<f64>().is_ok_and(|q| q <= 0.0)
+                })
+            });
+            is_openmetrics && !refused
+        })
+}
+
+/// prometheus-client's OpenMetrics text, rewritten as Prometheus's text format 0.0.4. For the
+/// metrics registered here the two differ in three ways: a counter's `# HELP` and `# TYPE` lines
+/// name it as its samples do, with `_total` (0.0.4 parsers match samples to a TYPE line by the
+/// exact name, and would take `x_total` for an untyped metric); there are no `# UNIT` lines; and
+/// no `# EOF` line ends it. Samples, histograms and gauges are written alike.
+fn prometheus_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(&name).then_some((prefix, name, tail))
+        });
+        match descriptor {
+            Some((prefix, name, tail)) => {
+                text.push_str(prefix);
+                text.push_str(name);
+                text.push_str("_total ");
+                text.push_str(tail);
+            }
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Why the keys are reloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// SIGHUP: always reloads.
+    Hangup,
+    /// A poll of the key file: reloads only if the file changed since the last load, whatever
+    /// started that one, so that one change is one reload (and one error, if it is bad).
+    Poll,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::Hangup => "SIGHUP",
+            Reason::Poll => "the key file changed",
+        }
     }
 }
 
@@ -419,11 +543,23 @@ struct Reloader {
     shared: SharedVerifier,
     ready: AtomicBool,
     metrics: Arc<Metrics>,
-    lock: Mutex<()>,
+    /// Held during a load; the key file as it was just before the last load began.
+    seen: Mutex<Option<Fingerprint>>,
 }
 
 impl Reloader {
-    async fn load(self: &Arc<Self>) -> Result<usize, Failure> {
+    /// The key file as it is now; none for `APIM_SAS_KEY` and stdin.
+    async fn fingerprint(&self) -> Option<Fingerprint> {
+        let path = self.keys.path()?.clone();
+        tokio::task::spawn_blocking(move || fingerprint(&path))
+            .await
+            .ok()
+    }
+
+    /// Loads the keys, noting in `seen` the key file as it was before it was read (so that a
+    /// change during the load is seen by the next poll). The caller holds `seen`'s lock.
+    async fn load(self: &Arc<Self>, seen: &mut Option<Fingerprint>) -> Result<usize, Failure> {
+        *seen = self.fingerprint().await;
         let this = Arc::clone(self);
         // Reading a file may block (a stalled volume, a FIFO): not on the runtime's threads.
         let loaded = tokio::task::spawn_blocking(move || this.keys.load())
@@ -443,9 +579,13 @@ impl Reloader {
     }
 
     /// A reload after start: a failure keeps the keys in use.
-    async fn reload(self: Arc<Self>, why: &'static str) {
-        let _one_at_a_time = self.lock.lock().await;
-        match self.load().await {
+    async fn reload(self: Arc<Self>, reason: Reason) {
+        let mut seen = self.seen.lock().await;
+        if reason == Reason::Poll && self.fingerprint().await == *seen {
+            return;
+        }
+        let why = reason.as_str();
+        match self.load(&mut seen).await {
             Ok(gateways) => {
                 self.metrics.reload_ok.inc();
                 info!(reason = why, gateways, "keys reloaded");
@@ -503,21 +643,15 @@ fn meta_of(m: &std::fs::Metadata) -> (u64, u64, u64, i64, i64, i64, i64) {
     (0, 0, m.len(), nanos, 0, 0, 0)
 }
 
-/// Polls the key file and reloads when it changed. Polling, not file events: it sees a swap of
-/// any symlink on the way to the file as it sees an edit, on every file system.
-async fn watch(path: PathBuf, every: Duration, mut last: Fingerprint, reloader: Arc<Reloader>) {
+/// Polls the key file and reloads when it changed since the last load. Polling, not file
+/// events: it sees a swap of any symlink on the way to the file as it sees an edit, on every
+/// file system.
+async fn watch(every: Duration, reloader: Arc<Reloader>) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let path = path.clone();
-        let Ok(now) = tokio::task::spawn_blocking(move || fingerprint(&path)).await else {
-            continue;
-        };
-        if now != last {
-            last = now;
-            Arc::clone(&reloader).reload("the key file changed").await;
-        }
+        Arc::clone(&reloader).reload(Reason::Poll).await;
     }
 }
 
@@ -617,7 +751,7 @@ impl hyper::service::Service<Request<Incoming>> for Routes {
                     plain(StatusCode::SERVICE_UNAVAILABLE, "keys not loaded yet\n")
                 }
             }
-            "/metrics" if get => app.metrics.exposition(),
+            "/metrics" if get => app.metrics.exposition(wants_openmetrics(&request)),
             _ => plain(StatusCode::NOT_FOUND, "not found\n"),
         })
     }
@@ -664,7 +798,8 @@ async fn accept(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(head_timeout)
-        .max_buf_size(MAX_HEAD);
+        .max_buf_size(MAX_HEAD)
+        .max_headers(MAX_HEADERS);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
@@ -778,13 +913,13 @@ async fn serve(settings: Settings) -> Result<u8, Failure> {
     if let Some(now) = settings.fixed_now {
         layer = layer.with_clock(move || now);
     }
-    let path = settings.keys.path().cloned();
+    let watched = settings.keys.path().is_some();
     let reloader = Arc::new(Reloader {
         keys: settings.keys,
         shared,
         ready: AtomicBool::new(false),
         metrics: Arc::clone(&metrics),
-        lock: Mutex::new(()),
+        seen: Mutex::new(None),
     });
     let routes = Routes(Arc::new(App {
         verify: layer.layer(Allow),
@@ -800,20 +935,21 @@ async fn serve(settings: Settings) -> Result<u8, Failure> {
         settings.drain,
         stopped,
     ));
+    let headers: Vec<&str> = settings.headers.iter().map(HeaderName::as_str).collect();
     info!(
-        headers = ?settings.headers.iter().map(HeaderName::as_str).collect::<Vec<_>>(),
+        headers = headers.join(",").as_str(),
         "listening on http://{addr}"
     );
 
-    // The file as it is before the first load, so that a change during the load is seen.
-    let before = path.as_deref().map(fingerprint);
+    let mut seen = reloader.seen.lock().await;
     let first = tokio::select! {
-        loaded = reloader.load() => Some(loaded),
+        loaded = reloader.load(&mut seen) => Some(loaded),
         signal = &mut terminated => {
             info!(signal, "stopping before the keys were loaded");
             None
         }
     };
+    drop(seen);
     match first {
         Some(Ok(gateways)) => info!(gateways, "keys loaded"),
         Some(Err(failure)) => {
@@ -826,14 +962,14 @@ async fn serve(settings: Settings) -> Result<u8, Failure> {
             return Ok(0);
         }
     }
-    if let (Some(path), Some(every), Some(before)) = (path, settings.poll, before) {
-        tokio::spawn(watch(path, every, before, Arc::clone(&reloader)));
+    if let (true, Some(every)) = (watched, settings.poll) {
+        tokio::spawn(watch(every, Arc::clone(&reloader)));
     }
 
     let signal = loop {
         tokio::select! {
             () = hangups.recv() => {
-                tokio::spawn(Arc::clone(&reloader).reload("SIGHUP"));
+                tokio::spawn(Arc::clone(&reloader).reload(Reason::Hangup));
             }
             signal = &mut terminated => break signal,
         }
