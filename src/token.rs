@@ -6,7 +6,10 @@
 //! | uid | `uid={id}&ex={yyyy-MM-ddTHH:mm:ss.fffffffZ}&sn={signature}` |
 //!
 //! Either may carry a scheme, `GatewayKey ` or `SharedAccessSignature ` (any letter case, one or
-//! more ASCII spaces). Parsing never trims and never allocates. The checks run in this order,
+//! more ASCII spaces), or come in the developer portal's spelling,
+//! `SharedAccessSignature token="{token}",refresh="true"` (`refresh` `true`, `false` or absent,
+//! nothing else; see `docs/format.md`). Parsing never trims and never allocates. The checks run
+//! in this order,
 //! each with its own code: empty (`EmptyToken`), length (`TokenTooLong`), scheme, whitespace,
 //! control characters and UTF-8 (`MalformedToken`), field count, names and order
 //! (`MalformedToken`), then the fields left to right: id (`InvalidGatewayId`), expiry
