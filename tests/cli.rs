@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 mod common;
+use common::Run;
 
 use common::{load, Vector};
 use serde_json::Value;
@@ -11,19 +12,6 @@ use serde_json::Value;
 /// Appears in every key file these tests write; must appear in no output, error or warning.
 const CANARY: &str = "CANARY-KEY-0f3a9c71-never-print-me";
 const NOW: &str = "2026-04-21T00:00:00Z";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", self.stdout))
-    }
-}
 
 struct Env {
     dir: tempfile::TempDir,
@@ -75,11 +63,7 @@ fn run(args: &[&str], env_key: Option<&str>, stdin: Option<&str>) -> Run {
     }
     cmd.write_stdin(stdin.unwrap_or("").to_owned());
     let out = cmd.output().unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    };
+    let run = Run::from(out);
     assert!(
         !run.stdout.contains(CANARY) && !run.stderr.contains(CANARY),
         "the key leaked: {args:?}\n{}\n{}",

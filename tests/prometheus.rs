@@ -5,14 +5,11 @@
 use assert_cmd::Command;
 use serde_json::Value;
 
+mod common;
+use common::Run;
+
 const NOW: &str = "2026-04-21T00:00:00Z";
 const METRIC: &str = "apim_sas_token_expiry_timestamp_seconds";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 fn run(args: &[&str], stdin: &str) -> Run {
     let out = Command::cargo_bin("apim-sas")
@@ -22,11 +19,7 @@ fn run(args: &[&str], stdin: &str) -> Run {
         .write_stdin(stdin.to_owned())
         .output()
         .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    Run::from(out)
 }
 
 fn apim(args: &[&str]) -> Run {

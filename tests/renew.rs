@@ -11,36 +11,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use assert_cmd::Command;
-use serde_json::{json, Value};
+use serde_json::json;
+
+mod common;
+use common::Run;
 
 /// Appears in every key file these tests write; must appear in no output.
 const CANARY: &str = "CANARY-KEY-7c1e-renew";
 const NOW: &str = "2026-04-21T00:00:00Z";
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "not one JSON document ({e}): {}{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-}
-
 fn output(mut cmd: Command) -> Run {
     let out = cmd.env_remove("APIM_SAS_KEY").output().unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    };
+    let run = Run::from(out);
     assert!(
         !run.stdout.contains(CANARY) && !run.stderr.contains(CANARY),
         "a key leaked: {}{}",
@@ -754,11 +736,7 @@ fn inputs_that_cannot_be_read_are_unreadable_input() {
             .stdin(fs::File::open(&dir).unwrap())
             .output()
             .unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
+        Run::from(out)
     };
     for args in [
         &["inspect", "--output", "json", "-"][..],

@@ -7,14 +7,11 @@ use base64::Engine as _;
 use proptest::prelude::*;
 use serde_json::Value;
 
+mod common;
+use common::Run;
+
 const NOW: &str = "2026-04-21T00:00:00Z";
 const KEY: &str = "sample-key-for-secret-tests";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 fn apim(args: &[&str]) -> Run {
     let out = Command::cargo_bin("apim-sas")
@@ -23,11 +20,7 @@ fn apim(args: &[&str]) -> Run {
         .env("APIM_SAS_KEY", KEY)
         .output()
         .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    Run::from(out)
 }
 
 /// `mint` for gateway `id` at the fixed clock, 7 days, with `extra` flags; exit 0 expected.

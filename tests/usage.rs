@@ -7,15 +7,12 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+mod common;
+use common::Run;
+
 const NOW: &str = "2026-04-21T00:00:00Z";
 /// Sample keys, as the README's quick start uses them (public, never for a real gateway).
 const KEYS: &str = r#"{"primary": "sample-primary-key", "secondary": "sample-secondary-key"}"#;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 fn run_in(dir: &Path, args: &[&str], stdin: &str) -> Run {
     let out = Command::cargo_bin("apim-sas")
@@ -26,11 +23,7 @@ fn run_in(dir: &Path, args: &[&str], stdin: &str) -> Run {
         .write_stdin(stdin.to_owned())
         .output()
         .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    Run::from(out)
 }
 
 struct Dir(tempfile::TempDir);

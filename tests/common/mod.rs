@@ -21,3 +21,33 @@ pub fn load(path: &str) -> Vec<Vector> {
     let text = std::fs::read_to_string(path).expect("vector file");
     serde_json::from_str(&text).expect("vector JSON")
 }
+
+/// What one run of the real binary gave: its exit code and its output, as text.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<std::process::Output> for Run {
+    fn from(out: std::process::Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+        }
+    }
+}
+
+impl Run {
+    /// Stdout as the one JSON document `--output json` promises.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}): {}{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
