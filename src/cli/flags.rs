@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 
-use apim_sas::ErrorKind;
+use apim_sas::{ErrorKind, KeyType, Policy};
 use apim_sas::{Format, Scheme};
 use clap::{Args, ValueEnum};
 
 use super::failure::Failure;
+use super::values;
 
 /// Where the keys come from; at most one file option, else `APIM_SAS_KEY`.
 #[derive(Debug, Args)]
@@ -108,4 +109,48 @@ pub(crate) fn check_gateway_output(
         ));
     }
     Ok(())
+}
+
+/// What a verifier applies, for `verify` and `serve` alike: the lifetime policy and which key.
+#[derive(Debug, Args)]
+pub(crate) struct VerifierFlags {
+    /// Clock skew tolerated after expiry
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "60s",
+        allow_hyphen_values = true
+    )]
+    pub(crate) leeway: String,
+
+    /// The longest lifetime a token may claim, or none
+    #[arg(
+        long,
+        value_name = "DUR|none",
+        default_value = "30d",
+        allow_hyphen_values = true
+    )]
+    pub(crate) max_lifetime: String,
+
+    /// Only this key (with --key-file: the type of the key in it) [default: both keys]
+    #[arg(long, value_name = "TYPE", value_parser = values::KEY_TYPES)]
+    pub(crate) key_type: Option<String>,
+}
+
+impl VerifierFlags {
+    /// The policy, and the one key type to hold (`None`: both), each value read with its code.
+    pub(crate) fn read(&self) -> Result<(Policy, Option<KeyType>), Failure> {
+        let policy = Policy::new()
+            .with_leeway(values::duration("--leeway", &self.leeway).map_err(Failure::usage)?)
+            .with_max_lifetime(
+                values::limit("--max-lifetime", &self.max_lifetime).map_err(Failure::usage)?,
+            );
+        let only = self
+            .key_type
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(Failure::usage)?;
+        Ok((policy, only))
+    }
 }

@@ -41,7 +41,7 @@ use tokio::sync::{oneshot, Mutex};
 use tracing::{debug, error, info, warn};
 
 use super::failure::Failure;
-use super::flags::KeySource;
+use super::flags::{KeySource, VerifierFlags};
 use super::{keys, values};
 
 #[derive(Debug, Args)]
@@ -59,17 +59,8 @@ pub(crate) struct ServeArgs {
     #[arg(long = "header", value_name = "NAME", default_value = "Authorization")]
     pub(crate) headers: Vec<String>,
 
-    /// Clock skew tolerated after expiry
-    #[arg(long, value_name = "DUR", default_value = "60s")]
-    pub(crate) leeway: String,
-
-    /// The longest lifetime a token may claim, or none
-    #[arg(long, value_name = "DUR|none", default_value = "30d")]
-    pub(crate) max_lifetime: String,
-
-    /// Only this key (with --key-file: the type of the key in it) [default: both keys]
-    #[arg(long, value_name = "TYPE")]
-    pub(crate) key_type: Option<String>,
+    #[command(flatten)]
+    pub(crate) verifier: VerifierFlags,
 
     /// How long SIGTERM or SIGINT waits for requests in flight before exiting
     #[arg(long, value_name = "DUR", default_value = "10s")]
@@ -196,17 +187,7 @@ fn std_duration(flag: &'static str, text: &str) -> Result<Duration, Failure> {
 
 impl Settings {
     fn read(args: ServeArgs, fixed_now: Option<DateTime<Utc>>) -> Result<Settings, Failure> {
-        let policy = Policy::new()
-            .with_leeway(values::duration("--leeway", &args.leeway).map_err(Failure::usage)?)
-            .with_max_lifetime(
-                values::limit("--max-lifetime", &args.max_lifetime).map_err(Failure::usage)?,
-            );
-        let only: Option<KeyType> = args
-            .key_type
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(Failure::usage)?;
+        let (policy, only) = args.verifier.read()?;
         let listen = args
             .listen
             .to_socket_addrs()

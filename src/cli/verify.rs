@@ -4,12 +4,12 @@ use std::io::{self, BufRead};
 use std::path::PathBuf;
 
 use apim_sas::chrono::{DateTime, Utc};
-use apim_sas::{ErrorKind, KeyType, Policy};
+use apim_sas::ErrorKind;
 use clap::Args;
 
 use super::failure::Failure;
-use super::flags::{KeySource, Output};
-use super::{batch, input, keys, print, values};
+use super::flags::{KeySource, Output, VerifierFlags};
+use super::{batch, input, keys, print};
 
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
@@ -21,27 +21,8 @@ pub(crate) struct VerifyArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) id: Option<String>,
 
-    /// Clock skew tolerated after expiry
-    #[arg(
-        long,
-        value_name = "DUR",
-        default_value = "60s",
-        allow_hyphen_values = true
-    )]
-    pub(crate) leeway: String,
-
-    /// The longest lifetime a token may claim, or none
-    #[arg(
-        long,
-        value_name = "DUR|none",
-        default_value = "30d",
-        allow_hyphen_values = true
-    )]
-    pub(crate) max_lifetime: String,
-
-    /// Only this key (with --key-file: the type of the key in it) [default: both keys]
-    #[arg(long, value_name = "TYPE", value_parser = values::KEY_TYPES)]
-    pub(crate) key_type: Option<String>,
+    #[command(flatten)]
+    pub(crate) verifier: VerifierFlags,
 
     /// What to print (--batch always writes JSON lines)
     #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -64,17 +45,7 @@ pub(crate) struct VerifyArgs {
 }
 
 pub(crate) fn run(args: VerifyArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
-    let policy = Policy::new()
-        .with_leeway(values::duration("--leeway", &args.leeway).map_err(Failure::usage)?)
-        .with_max_lifetime(
-            values::limit("--max-lifetime", &args.max_lifetime).map_err(Failure::usage)?,
-        );
-    let only: Option<KeyType> = args
-        .key_type
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(Failure::usage)?;
+    let (policy, only) = args.verifier.read()?;
     let verifier = keys::load(&args.keys)?.verifier(args.id.as_deref(), only, policy)?;
 
     if args.batch {
