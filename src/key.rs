@@ -56,6 +56,26 @@ fn is_format(c: char) -> bool {
     !c.is_ascii() && FORMAT_CHARACTERS.iter().any(|&(lo, hi)| lo <= c && c <= hi)
 }
 
+/// What a key pasted with its wrapping looks like, as the refusal's message: quotes (what `jq`
+/// without `-r` and `az … --query` without `--output tsv` print) or a JSON object (a list-keys
+/// answer where the key alone was meant). No Azure key starts and ends so: its text is base64.
+fn wrapping(key: &str) -> Option<&'static str> {
+    let quoted = |q: char| key.len() >= 2 && key.starts_with(q) && key.ends_with(q);
+    if quoted('"') || quoted('\'') {
+        return Some(
+            "key: wrapped in quotes, which are not part of a key; print it without them \
+             (jq -r, or az … --output tsv)",
+        );
+    }
+    if key.starts_with('{') && key.ends_with('}') {
+        return Some(
+            "key: a JSON object, not a key; a list-keys answer holds the keys under \"primary\" \
+             and \"secondary\"",
+        );
+    }
+    None
+}
+
 /// A gateway key: the secret every token of a gateway is signed with.
 ///
 /// The key is used as its UTF-8 text, never base64-decoded, even though Azure's keys look like
@@ -103,9 +123,11 @@ pub struct GatewayKey {
 }
 
 impl GatewayKey {
-    /// Takes a key string: refused when empty (`EmptyKey`) or holding a control character (a tab
-    /// or a newline pasted with it, say) or a Unicode format character (a byte-order mark, a
-    /// zero-width space: category Cf) (`InvalidKey`). The message names the character and its
+    /// Takes a key string: refused when empty (`EmptyKey`), when it is wrapped in quotes
+    /// (`"…"` or `'…'`, what `jq` without `-r` prints) or is a JSON object (`{…}`, a list-keys
+    /// answer), or when it holds a control character (a tab or a newline pasted with it, say) or
+    /// a Unicode format character (a byte-order mark, a zero-width space: category Cf)
+    /// (`InvalidKey`). Azure's keys are base64 text, so none of these refuses a real key. The message names the character and its
     /// place (counted in characters from 1), never the key. Status 500: keys are configuration.
     ///
     /// Nothing is trimmed or stripped: dropping a byte-order mark at the start of a file is the
@@ -119,6 +141,9 @@ impl GatewayKey {
                 Target::Key,
                 "key: the key is empty",
             ));
+        }
+        if let Some(wrapping) = wrapping(&secret) {
+            return Err(Error::config(ErrorKind::InvalidKey, Target::Key, wrapping));
         }
         let invisible = secret
             .chars()

@@ -88,11 +88,22 @@ impl Policy {
         let floored = format.floor(expiry);
         let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
         if floored <= now {
+            // An expiry within the current minute floors into the past: say so, or `--ttl 30s`
+            // reads as a clock problem.
+            let why = if floored < expiry && expiry > now {
+                format!(
+                    "; the compact form carries whole minutes, so {} floors to the minute; give \
+                     a later expiry or the uid form",
+                    stamp(expiry)
+                )
+            } else {
+                String::new()
+            };
             return Err(Error::request(
                 ErrorKind::ExpiryInPast,
                 Target::Expiry,
                 format!(
-                    "expiry: {} is not after now ({})",
+                    "expiry: {} is not after now ({}){why}",
                     stamp(floored),
                     stamp(now)
                 ),

@@ -265,6 +265,46 @@ fn check_characters(text: &str, scheme: Option<Scheme>) -> Result<(), Error> {
     Ok(())
 }
 
+const SLIP_PREFIX: &str =
+    "token: it starts with config.service.auth=, the env file's variable name; the token is what \
+     follows the '='";
+
+/// Whether an id starts with what only a slip puts there: the env file's variable name or the
+/// header name (Azure's gateway names hold neither `=` nor `:`).
+#[inline]
+fn slip_prefix(id: &str) -> bool {
+    let starts = |prefix: &str| {
+        id.as_bytes()
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+    };
+    starts("config.service.auth=") || starts("authorization:")
+}
+
+/// The refusal of a token pasted with its wrapping, or `None` when it shows none. Only called
+/// for tokens that failed (or whose id starts with a slip), so it costs a valid token nothing.
+fn slip(token: &str) -> Option<Error> {
+    let quoted = |q: char| token.len() >= 2 && token.starts_with(q) && token.ends_with(q);
+    let starts = |prefix: &str| {
+        token
+            .as_bytes()
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+    };
+    let message = if quoted('"') || quoted('\'') {
+        "token: wrapped in quotes, which are not part of a token; print it without them (jq -r)"
+    } else if starts("config.service.auth=") {
+        SLIP_PREFIX
+    } else if starts("authorization:") {
+        "token: it starts with the header name Authorization:; the token is the header's value"
+    } else if !token.contains('&') && token.to_ascii_lowercase().contains("%26") {
+        "token: it looks URL-encoded (%26 where '&' belongs); decode it first"
+    } else {
+        return None;
+    };
+    Some(malformed(Target::Token, message))
+}
+
 /// Splits `s` at `&` into exactly three fields.
 fn three_fields(s: &str) -> Option<(&str, &str, &str)> {
     let (id, rest) = s.split_at_checked(memchr::memchr(b'&', s.as_bytes())?)?;
@@ -334,8 +374,24 @@ pub struct UntrustedToken<'a> {
 
 impl<'a> UntrustedToken<'a> {
     /// Parses a token in either form, with or without a scheme.
+    ///
+    /// A token pasted with its wrapping is `MalformedToken` with a message naming the slip,
+    /// whatever else is wrong with it: in quotes (`"…"`, what `jq` without `-r` prints), after
+    /// the env file's `config.service.auth=` or the header name `Authorization:`, or
+    /// URL-encoded as a whole (`%26` where `&` belongs).
     pub fn parse(token: &'a str) -> Result<UntrustedToken<'a>, Error> {
         check_size(token.as_bytes())?;
+        match UntrustedToken::parse_spelling(token) {
+            // An id may hold `=` and `:`, so `config.service.auth=gw1&…` would parse: checked
+            // here, on the first bytes of the id only.
+            Ok(parsed) if !slip_prefix(parsed.id) => Ok(parsed),
+            Ok(_) => Err(slip(token).unwrap_or_else(|| malformed(Target::Token, SLIP_PREFIX))),
+            Err(e) => Err(slip(token).unwrap_or(e)),
+        }
+    }
+
+    /// Every spelling `docs/format.md` lists: a scheme, the portal form, the bare forms.
+    fn parse_spelling(token: &'a str) -> Result<UntrustedToken<'a>, Error> {
         let (scheme, rest) = match split_scheme(token) {
             (Some(Scheme::SharedAccessSignature), params) if is_portal(params) => {
                 (Some(Scheme::Portal), portal_token(params)?)

@@ -166,7 +166,7 @@ fn assert_renewed(r: &Run, reason: &str, expiry: &str, previous: Option<&str>) {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(
         r.json(),
-        json!({"renewed": true, "reason": reason, "expiry": expiry, "previousExpiry": previous})
+        json!({"renewed": true, "reason": reason, "expiry": expiry, "previousExpiry": previous, "hook": null})
     );
 }
 
@@ -175,7 +175,7 @@ fn assert_kept(r: &Run, expiry: &str) {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(
         r.json(),
-        json!({"renewed": false, "reason": null, "expiry": expiry, "previousExpiry": expiry})
+        json!({"renewed": false, "reason": null, "expiry": expiry, "previousExpiry": expiry, "hook": null})
     );
 }
 
@@ -351,7 +351,8 @@ fn tokens_that_do_not_verify_are_invalid() {
     assert!(env.verifies(&token_in(&file), NOW));
 
     // Malformed: no readable token, so no previous expiry.
-    for garbage in ["not a token", "gw1&2026&abc", "\u{0}\u{1}", "Bearer x"] {
+    // (NUL bytes are binary, no token file: refused, see tests/renew_safety.rs.)
+    for garbage in ["not a token", "gw1&2026&abc", "\u{1}\u{2}", "Bearer x"] {
         fs::write(&file, garbage).unwrap();
         assert_renewed(
             &env.renew(&file, NOW, &[]),

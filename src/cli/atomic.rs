@@ -25,9 +25,10 @@ impl Drop for Temporary {
     }
 }
 
-/// Creates a new file in `dir` with a name no other process uses (`.NAME.apim-sas.PID.N.tmp`),
+/// Creates a new file in `dir` with a name no other process uses (`.apim-sas.PID.N.tmp`, under
+/// 40 bytes whatever the target's name, so that any name the file system allows can be renewed),
 /// readable and writable by its owner only.
-fn create_temporary(dir: &Path, name: &str) -> io::Result<(File, Temporary)> {
+fn create_temporary(dir: &Path) -> io::Result<(File, Temporary)> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let pid = std::process::id();
     let mut last = None;
@@ -36,7 +37,7 @@ fn create_temporary(dir: &Path, name: &str) -> io::Result<(File, Temporary)> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".{name}.apim-sas.{pid}.{salt:x}{n}.tmp"));
+        let path = dir.join(format!(".apim-sas.{pid}.{salt:x}{n}.tmp"));
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -96,30 +97,34 @@ fn keep_access(file: &File, previous: Option<&Metadata>) -> io::Result<()> {
     Ok(())
 }
 
-/// Replaces `path` with `contents` atomically (see the module's docs). `previous` is the
-/// metadata of the file being replaced, `None` when there is none. A symbolic link at `path` is
-/// followed: the file it points to is replaced, and the link stays. On error nothing was changed
-/// and the temporary file is gone.
-pub(crate) fn replace(path: &Path, contents: &[u8], previous: Option<&Metadata>) -> io::Result<()> {
-    let target = match previous {
-        Some(_) => fs::canonicalize(path)?,
-        None => path.to_path_buf(),
-    };
-    let name = target
-        .file_name()
-        .and_then(|name| name.to_str())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+/// Whether a file can be written in `dir`: a temporary file is created there and removed.
+pub(crate) fn probe(dir: &Path) -> io::Result<()> {
+    create_temporary(dir).map(drop)
+}
+
+/// Replaces `target` with `contents` atomically (see the module's docs). `target` is no symbolic
+/// link (the caller resolved them: see `target.rs`); `previous` is the metadata of the file being
+/// replaced, `None` when there is none. On error nothing was changed and the temporary file is
+/// gone.
+pub(crate) fn replace(
+    target: &Path,
+    contents: &[u8],
+    previous: Option<&Metadata>,
+) -> io::Result<()> {
+    if target.file_name().is_none() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a file name"));
+    }
     let dir = match target.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let (mut file, mut temporary) = create_temporary(dir, name)?;
+    let (mut file, mut temporary) = create_temporary(dir)?;
     file.write_all(contents)?;
     file.flush()?;
     keep_access(&file, previous)?;
     file.sync_all()?;
     drop(file);
-    fs::rename(&temporary.path, &target)?;
+    fs::rename(&temporary.path, target)?;
     temporary.placed = true;
     // The rename is durable once the directory is. Some file systems refuse to sync a directory;
     // the file is in place either way, so that is not worth failing over.
@@ -181,23 +186,5 @@ mod tests {
             leftovers(dir.path())
         );
         assert_eq!(fs::read(target.join("inside")).unwrap(), b"x");
-    }
-
-    /// A symbolic link is followed: the file it points to is replaced, the link stays a link.
-    #[cfg(unix)]
-    #[test]
-    fn a_symlink_is_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("real");
-        fs::write(&real, b"old\n").unwrap();
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        let previous = fs::metadata(&link).unwrap();
-        replace(&link, b"new\n", Some(&previous)).unwrap();
-        assert!(fs::symlink_metadata(&link)
-            .unwrap()
-            .file_type()
-            .is_symlink());
-        assert_eq!(fs::read(&real).unwrap(), b"new\n");
     }
 }

@@ -8,7 +8,7 @@ use apim_sas::{Format, Scheme};
 use clap::{Args, ValueEnum};
 
 use super::failure::Failure;
-use super::values;
+use super::{form, values};
 
 /// Where the keys come from; at most one file option, else `APIM_SAS_KEY`.
 #[derive(Debug, Args)]
@@ -26,6 +26,20 @@ pub(crate) struct KeySource {
     /// by file extension (.toml is TOML, anything else JSON)
     #[arg(long, value_name = "PATH")]
     pub(crate) keystore: Option<PathBuf>,
+}
+
+impl KeySource {
+    /// The key files given, each with its flag (`-`, stdin, is no file).
+    pub(crate) fn files(&self) -> impl Iterator<Item = (&'static str, &std::path::Path)> {
+        [
+            ("--key-file", &self.key_file),
+            ("--keys", &self.keys),
+            ("--keystore", &self.keystore),
+        ]
+        .into_iter()
+        .filter_map(|(flag, path)| Some((flag, path.as_deref()?)))
+        .filter(|(_, path)| *path != std::path::Path::new("-"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -153,4 +167,55 @@ impl VerifierFlags {
             .map_err(Failure::usage)?;
         Ok((policy, only))
     }
+}
+
+/// The key of the Secret that holds the token: each gateway installer reads its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SecretKey {
+    /// Read by the deployment YAML the Azure portal generates (secretKeyRef … key: value)
+    Value,
+    /// Read by the official Helm chart's deployment when given secret.existingSecretName
+    /// (secretKeyRef … key: gateway-key)
+    GatewayKey,
+    /// Read by the Kubernetes manifests of the current Azure documentation
+    #[value(name = "config.service.auth.key")]
+    ConfigServiceAuthKey,
+}
+
+impl SecretKey {
+    /// The key's name in the Secret.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SecretKey::Value => "value",
+            SecretKey::GatewayKey => "gateway-key",
+            SecretKey::ConfigServiceAuthKey => "config.service.auth.key",
+        }
+    }
+}
+
+/// Refuses a `--secret-name` or `--namespace` the API server would refuse.
+pub(crate) fn check_secret_names(name: Option<&str>, namespace: Option<&str>) -> Result<(), Failure> {
+    if let Some(name) = name.filter(|name| !form::is_dns_subdomain(name)) {
+        return Err(Failure::invocation(
+            ErrorKind::InvalidArgument,
+            "secretName",
+            format!(
+                "--secret-name {name:?}: not a Kubernetes object name (lower case letters, \
+                 digits, '-' and '.', each dot-separated part starting and ending with a \
+                 letter or digit, at most 253 characters)"
+            ),
+        ));
+    }
+    if let Some(namespace) = namespace.filter(|namespace| !form::is_namespace(namespace)) {
+        return Err(Failure::invocation(
+            ErrorKind::InvalidArgument,
+            "namespace",
+            format!(
+                "--namespace {namespace:?}: not a Kubernetes namespace (lower case letters, \
+                 digits and '-', starting and ending with a letter or digit, at most 63 \
+                 characters)"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -118,6 +118,8 @@ enum Origin<'a> {
     Arg(&'a str),
     /// Stdin.
     Stdin,
+    /// A file of a form (`inspect --file`), read by that form's reader.
+    File,
 }
 
 /// The token of `verify`, `inspect` and `convert`: the argument, or stdin for `-` or none;
@@ -145,6 +147,16 @@ pub(crate) fn token_text(arg: Option<&str>) -> Result<TokenInput<'_>, Failure> {
 }
 
 impl<'a> TokenInput<'a> {
+    /// The token a file held (`None`: it holds none, `EmptyToken`), as its form reads it.
+    pub(crate) fn from_file(text: Option<Vec<u8>>, what: impl Into<String>) -> TokenInput<'a> {
+        TokenInput {
+            text: text
+                .map(Cow::Owned)
+                .ok_or_else(|| Problem::new(ErrorKind::EmptyToken, "token", what)),
+            origin: Origin::File,
+        }
+    }
+
     /// Reads the token with `read` (a parser or a verifier). A refusal keeps its code and
     /// target, and its message gains a hint when the input looks like a slip: an argument that
     /// names a file (`inspect token.txt`), or several lines on stdin (`--batch` reads those).
@@ -174,6 +186,7 @@ impl<'a> TokenInput<'a> {
             Origin::Arg(arg) => std::path::Path::new(arg)
                 .is_file()
                 .then(|| format!("'{arg}' is a file: to read the token in it, use - < {arg}")),
+            Origin::File => None,
             Origin::Stdin => {
                 let text = self.text.as_ref().ok()?;
                 let lines = text

@@ -1,10 +1,14 @@
 //! `apim-sas inspect`: what a token claims, without a key (nothing is verified).
 
+use std::path::{Path, PathBuf};
+
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
 use apim_sas::{ErrorKind, UntrustedToken};
 use clap::{Args, ValueEnum};
 
 use super::failure::Failure;
+use super::flags::SecretKey;
+use super::form::{self, Form};
 use super::{input, print, values};
 
 #[derive(Debug, Args)]
@@ -24,6 +28,19 @@ pub(crate) struct InspectArgs {
     /// A label added to the prometheus metric, e.g. --label env=prod (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub(crate) labels: Vec<String>,
+
+    /// Read the token from this file, as renew reads it (see --form)
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    pub(crate) file: Option<PathBuf>,
+
+    /// What --file holds: a token, a Docker env file (its last config.service.auth= line), or
+    /// a Kubernetes Secret (the value under --secret-key)
+    #[arg(long, value_enum, default_value_t = Form::Token)]
+    pub(crate) form: Form,
+
+    /// The Secret's key that holds the token, for --form k8s-secret [default: value]
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub(crate) secret_key: Option<SecretKey>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,7 +125,19 @@ pub(crate) fn run(args: InspectArgs, now: DateTime<Utc>) -> Result<u8, Failure> 
         .map(|text| values::duration("--expires-within", text))
         .transpose()
         .map_err(Failure::usage)?;
-    let input = input::token_text(args.token.as_deref())?;
+    let input = match &args.file {
+        Some(path) => from_file(path, args.form, args.secret_key)?,
+        None => {
+            if args.form != Form::Token || args.secret_key.is_some() {
+                return Err(Failure::invocation(
+                    ErrorKind::InvalidArgument,
+                    "file",
+                    "--form and --secret-key say what --file holds: give --file",
+                ));
+            }
+            input::token_text(args.token.as_deref())?
+        }
+    };
     let token = input
         .read(UntrustedToken::parse_bytes)
         .map_err(Failure::token)?;
@@ -127,4 +156,43 @@ pub(crate) fn run(args: InspectArgs, now: DateTime<Utc>) -> Result<u8, Failure> 
         within,
     ))?;
     Ok(u8::from(within.is_some_and(|(_, expiring)| expiring)))
+}
+
+/// The token a file of `form` holds, read as `renew` reads it: a missing or unreadable file, or
+/// one of another form, is the invocation's problem (exit 2); a file without a token is the
+/// token's (`EmptyToken`, exit 1).
+fn from_file(
+    path: &Path,
+    form: Form,
+    secret_key: Option<SecretKey>,
+) -> Result<input::TokenInput<'static>, Failure> {
+    if secret_key.is_some() && form != Form::K8sSecret {
+        return Err(Failure::invocation(
+            ErrorKind::InvalidArgument,
+            "secretKey",
+            format!(
+                "--secret-key: only --form k8s-secret holds a Secret, and the form is {}",
+                form.flag()
+            ),
+        ));
+    }
+    let Some(bytes) = form::read(path, form)? else {
+        return Err(Failure::invocation(
+            ErrorKind::UnreadableInput,
+            "file",
+            format!("--file {}: no such file", path.display()),
+        ));
+    };
+    form::check(form, &bytes).map_err(|why| form::refused(path, why))?;
+    let key = secret_key.unwrap_or(SecretKey::Value).as_str();
+    let text = form::token(form, &bytes, key).map_err(|why| form::refused(path, why))?;
+    let none = match form {
+        Form::Token => "the file is empty".to_owned(),
+        Form::DockerEnv => "the env file has no config.service.auth= line".to_owned(),
+        Form::K8sSecret => format!("the Secret holds no key {key:?}"),
+    };
+    Ok(input::TokenInput::from_file(
+        text,
+        format!("--file {}: {none}", path.display()),
+    ))
 }

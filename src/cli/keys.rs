@@ -126,8 +126,16 @@ fn with_hint(failure: Failure, hint: std::fmt::Arguments<'_>) -> Failure {
 pub(crate) fn load(source: &KeySource) -> Result<Keys, Failure> {
     if let Some(path) = &source.key_file {
         let bytes = read_secret(path)?;
-        let key = GatewayKey::new(text_of(path, &bytes)?.trim()).map_err(|e| in_file(path, e))?;
-        return Ok(Keys::Single(key));
+        let text = text_of(path, &bytes)?.trim();
+        return match GatewayKey::new(text) {
+            Ok(key) => Ok(Keys::Single(key)),
+            // A list-keys answer given to --key-file: point to --keys.
+            Err(e) if text.starts_with('{') => Err(with_hint(
+                in_file(path, e),
+                format_args!("--keys {} reads a list-keys file", path.display()),
+            )),
+            Err(e) => Err(in_file(path, e)),
+        };
     }
     if let Some(path) = &source.keys {
         let bytes = read_secret(path)?;
@@ -179,9 +187,15 @@ pub(crate) fn load(source: &KeySource) -> Result<Keys, Failure> {
                     format!("{KEY_ENV}: not UTF-8 text"),
                 )
             })?);
-            GatewayKey::new(value.trim())
-                .map(Keys::Single)
-                .map_err(|e| Failure::usage(Problem::from(e).context(KEY_ENV)))
+            let text = value.trim();
+            GatewayKey::new(text).map(Keys::Single).map_err(|e| {
+                let failure = Failure::usage(Problem::from(e).context(KEY_ENV));
+                if text.starts_with('{') {
+                    with_hint(failure, format_args!("write it to a file for --keys"))
+                } else {
+                    failure
+                }
+            })
         }
         None => Err(Failure::invocation(
             ErrorKind::KeyNotFound,

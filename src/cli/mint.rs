@@ -6,7 +6,8 @@ use apim_sas::{ErrorKind, KeyType, Policy, Signer};
 use clap::{Args, ValueEnum};
 
 use super::failure::Failure;
-use super::flags::{FormatArg, KeySource, SchemeArg};
+use super::flags::{FormatArg, KeySource, SchemeArg, SecretKey};
+use super::form::default_secret_name;
 use super::{flags, keys, print, values};
 
 #[derive(Debug, Args)]
@@ -84,72 +85,6 @@ impl MintOutput {
     }
 }
 
-/// The key of the Secret that holds the token: each gateway installer reads its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum SecretKey {
-    /// Read by the deployment YAML the Azure portal generates (secretKeyRef … key: value)
-    Value,
-    /// Read by the official Helm chart's deployment when given secret.existingSecretName
-    /// (secretKeyRef … key: gateway-key)
-    GatewayKey,
-    /// Read by the Kubernetes manifests of the current Azure documentation
-    #[value(name = "config.service.auth.key")]
-    ConfigServiceAuthKey,
-}
-
-impl SecretKey {
-    /// The key's name in the Secret.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            SecretKey::Value => "value",
-            SecretKey::GatewayKey => "gateway-key",
-            SecretKey::ConfigServiceAuthKey => "config.service.auth.key",
-        }
-    }
-}
-
-/// `<id>-token` made a valid Kubernetes object name (a DNS-1123 subdomain): lower case; every
-/// character other than `a-z 0-9 - .` becomes `-`; each dot-separated part loses its leading and
-/// trailing `-`, and empty parts are dropped. `gw._x` gives `gw.x-token`, `My_GW.1` gives
-/// `my-gw.1-token`. The last part always keeps `token`, and an id is at most 80 bytes, so the name
-/// is never empty nor over 253 characters. Ids that differ only in case or punctuation share a
-/// name: give those `--secret-name`.
-pub(crate) fn default_secret_name(id: &str) -> String {
-    let mapped: String = format!("{id}-token")
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '-' | '.') => c,
-            _ => '-',
-        })
-        .collect();
-    mapped
-        .split('.')
-        .map(|part| part.trim_matches('-'))
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// A DNS-1123 label without its length limit: `a-z 0-9 -`, starting and ending alphanumeric.
-fn is_dns_label(part: &str) -> bool {
-    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let bytes = part.as_bytes();
-    bytes.first().is_some_and(alnum)
-        && bytes.last().is_some_and(alnum)
-        && bytes.iter().all(|b| alnum(b) || *b == b'-')
-}
-
-/// A DNS-1123 subdomain, what the API server requires of a Secret's name: at most 253
-/// characters, dot-separated labels.
-pub(crate) fn is_dns_subdomain(name: &str) -> bool {
-    name.len() <= 253 && name.split('.').all(is_dns_label)
-}
-
-/// A DNS-1123 label of at most 63 characters, what the API server requires of a namespace.
-pub(crate) fn is_namespace(name: &str) -> bool {
-    name.len() <= 63 && is_dns_label(name)
-}
-
 fn invalid_argument(target: &'static str, message: String) -> Failure {
     Failure::invocation(ErrorKind::InvalidArgument, target, message)
 }
@@ -183,30 +118,7 @@ fn check_flags(args: &MintArgs) -> Result<(), Failure> {
         }
         MintOutput::Text | MintOutput::Json => {}
     }
-    if let Some(name) = &args.secret_name {
-        if !is_dns_subdomain(name) {
-            return Err(invalid_argument(
-                "secretName",
-                format!(
-                    "--secret-name {name:?}: not a Kubernetes object name (lower case letters, \
-                     digits, '-' and '.', each dot-separated part starting and ending with a \
-                     letter or digit, at most 253 characters)"
-                ),
-            ));
-        }
-    }
-    if let Some(namespace) = &args.namespace {
-        if !is_namespace(namespace) {
-            return Err(invalid_argument(
-                "namespace",
-                format!(
-                    "--namespace {namespace:?}: not a Kubernetes namespace (lower case letters, \
-                     digits and '-', starting and ending with a letter or digit, at most 63 \
-                     characters)"
-                ),
-            ));
-        }
-    }
+    flags::check_secret_names(args.secret_name.as_deref(), args.namespace.as_deref())?;
     Ok(())
 }
 

@@ -8,6 +8,8 @@ mod completions;
 mod convert;
 mod failure;
 mod flags;
+mod form;
+mod hook;
 mod input;
 mod inspect;
 mod keys;
@@ -16,6 +18,7 @@ mod mint;
 mod print;
 mod renew;
 mod serve;
+mod target;
 mod values;
 mod verify;
 

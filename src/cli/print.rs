@@ -11,6 +11,7 @@ use serde::Serialize;
 use apim_sas::human_duration as human;
 
 use super::failure::Problem;
+use super::{form, hook};
 use super::values::{self, rfc3339, seconds_until};
 
 /// Azure's ErrorResponse body: `{"code", "message", "target"}`.
@@ -133,17 +134,10 @@ pub(crate) fn minted(
             yaml.push_str(&format!("data:\n  {key}: {}\n", base64_of(&value)));
             emit(yaml.as_bytes())
         }
-        MintAs::DockerEnv => text_line(&docker_env_line(token)),
+        MintAs::DockerEnv => text_line(&form::docker_env_line(token)),
     }
 }
 
-/// The Docker env file line the gateway container reads: `config.service.auth=GatewayKey …`.
-pub(crate) fn docker_env_line(token: &Token) -> String {
-    format!("{DOCKER_ENV_AUTH}{}", token.with_scheme(Scheme::GatewayKey))
-}
-
-/// The start of the env file line that holds the gateway's token.
-pub(crate) const DOCKER_ENV_AUTH: &str = "config.service.auth=";
 
 fn base64_of(text: &str) -> String {
     use base64::Engine as _;
@@ -396,7 +390,7 @@ pub(crate) fn converted(
 }
 
 /// What `renew` did.
-pub(crate) struct Renewal {
+pub(crate) struct Renewal<'a> {
     /// Why it wrote a new token (`missing`, `invalid`, `expiring`, `forced`), `None` when it
     /// kept the file.
     pub(crate) reason: Option<&'static str>,
@@ -404,25 +398,51 @@ pub(crate) struct Renewal {
     pub(crate) expiry: DateTime<Utc>,
     /// The expiry the file's token claimed before, `None` when it held no readable token.
     pub(crate) previous_expiry: Option<DateTime<Utc>>,
+    /// What became of `--deploy-hook`, `None` without one.
+    pub(crate) hook: Option<hook::Outcome>,
+    /// The hook's failure, reported beside the renewal.
+    pub(crate) error: Option<&'a Problem>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct RenewalJson {
+struct HookJson {
+    ran: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_status: Option<Option<i32>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RenewalJson<'a> {
     renewed: bool,
     reason: Option<&'static str>,
     expiry: String,
     previous_expiry: Option<String>,
+    hook: Option<HookJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody<'a>>,
 }
 
 /// `renew`'s report: `renewed (<reason>): expires …` or `kept: expires … (in …)`, or its JSON.
-pub(crate) fn renewal(json: bool, outcome: &Renewal, now: DateTime<Utc>) -> io::Result<()> {
+/// With `--deploy-hook`, the JSON has `"hook": {"ran": false}` or `{"ran": true, "retry",
+/// "exitStatus"}` (`retry`: it ran again for an earlier renewal; `exitStatus` `null` when a
+/// signal killed it), and `"error"` when it failed; `"hook": null` without one.
+pub(crate) fn renewal(json: bool, outcome: &Renewal<'_>, now: DateTime<Utc>) -> io::Result<()> {
     if json {
         return json_line(&RenewalJson {
             renewed: outcome.reason.is_some(),
             reason: outcome.reason,
             expiry: rfc3339(outcome.expiry),
             previous_expiry: outcome.previous_expiry.map(rfc3339),
+            hook: outcome.hook.map(|hook| HookJson {
+                ran: hook.ran,
+                retry: hook.ran.then_some(hook.retry),
+                exit_status: hook.ran.then_some(hook.status),
+            }),
+            error: outcome.error.map(ErrorBody::from),
         });
     }
     let expiry = rfc3339(outcome.expiry);

@@ -2,21 +2,24 @@
 //! and writes a new one only when needed: the file or its token is missing, the token does not
 //! verify with the key renew signs with, it expires within `--renew-within`, or `--force`.
 //! Otherwise the file is not touched at all (it is never opened for writing). A renewal replaces
-//! the file atomically (see `atomic.rs`).
+//! the file atomically (`atomic.rs`), then runs the deploy hook (`hook.rs`).
+//!
+//! Before anything is decided, every run checks what a renewal would need: the flags, the keys,
+//! that the file is of its form (`form/`) and is not a key file, that its links may be followed
+//! and that a renewal can be written (`target.rs`). So a mistake shows on the first run, not
+//! when the token lapses, and a file renew does not understand is never replaced.
 
-use std::fs::{self, Metadata};
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use apim_sas::chrono::{DateTime, Utc};
 use apim_sas::{ErrorKind, KeyType, Policy, Signer, UntrustedToken};
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use super::failure::Failure;
-use super::flags::{FormatArg, KeySource, Output, SchemeArg};
-use super::input::{strip_bom, LINE_LIMIT};
-use super::print::{self, DOCKER_ENV_AUTH};
-use super::{atomic, keys, values};
+use super::failure::{Failure, Problem};
+use super::flags::{FormatArg, KeySource, Output, SchemeArg, SecretKey};
+use super::form::{self, Form};
+use super::target::{self, Target};
+use super::{atomic, hook, keys, print, values};
 
 #[derive(Debug, Args)]
 pub(crate) struct RenewArgs {
@@ -65,27 +68,27 @@ pub(crate) struct RenewArgs {
     #[arg(long, value_name = "DUR|none")]
     pub(crate) max_lifetime: Option<String>,
 
+    /// A command run through /bin/sh -c after a renewal was written (restart the gateway, apply
+    /// the Secret), with APIM_SAS_FILE, APIM_SAS_REASON and APIM_SAS_EXPIRY set; a failing one
+    /// is exit 2 and runs again on the next run
+    #[arg(long, value_name = "CMD")]
+    pub(crate) deploy_hook: Option<String>,
+
+    /// The Secret's key that holds "GatewayKey <token>", for --form k8s-secret [default: value]
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub(crate) secret_key: Option<SecretKey>,
+
+    /// A new Secret's name, for --form k8s-secret [default: <id>-token]
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub(crate) secret_name: Option<String>,
+
+    /// A new Secret's namespace, for --form k8s-secret [default: none, kubectl's current one]
+    #[arg(long, value_name = "NS", allow_hyphen_values = true)]
+    pub(crate) namespace: Option<String>,
+
     #[command(flatten)]
     pub(crate) keys: KeySource,
 }
-
-/// What the file holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Form {
-    /// The token alone, in any spelling (any scheme, the portal form); written as the token with
-    /// --scheme and a newline
-    Token,
-    /// A Docker env file: its config.service.auth= line holds "GatewayKey <token>"; every other
-    /// line is kept as it is
-    DockerEnv,
-}
-
-/// The largest token file read: a token with generous whitespace. A larger file is not a token
-/// file, and is not overwritten.
-const TOKEN_FILE_LIMIT: usize = LINE_LIMIT;
-
-/// The largest env file read, far above any real one.
-const ENV_FILE_LIMIT: usize = 1024 * 1024;
 
 /// Why a token is renewed, as the report names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,138 +110,69 @@ impl Reason {
     }
 }
 
-/// The file as found: its bytes and metadata, or nothing.
-struct Found {
-    bytes: Vec<u8>,
-    metadata: Metadata,
+
+/// Refuses the flags `--form` would ignore, and Kubernetes names the API server would refuse.
+fn check_form_flags(args: &RenewArgs) -> Result<(), Failure> {
+    match args.form {
+        Form::DockerEnv | Form::K8sSecret => super::flags::check_gateway_output(
+            &format!("--form {}", args.form.flag()),
+            args.scheme,
+            args.format,
+        )?,
+        Form::Token => {}
+    }
+    if args.form != Form::K8sSecret {
+        let only_k8s = [
+            ("--secret-name", "secretName", args.secret_name.is_some()),
+            ("--namespace", "namespace", args.namespace.is_some()),
+            ("--secret-key", "secretKey", args.secret_key.is_some()),
+        ];
+        if let Some((flag, target, _)) = only_k8s.iter().find(|(_, _, given)| *given) {
+            return Err(Failure::invocation(
+                ErrorKind::InvalidArgument,
+                target,
+                format!(
+                    "{flag}: only --form k8s-secret holds a Secret, and the form is {}",
+                    args.form.flag()
+                ),
+            ));
+        }
+    }
+    super::flags::check_secret_names(args.secret_name.as_deref(), args.namespace.as_deref())
 }
 
-fn unreadable(path: &Path, e: impl std::fmt::Display) -> Failure {
-    Failure::invocation(
-        ErrorKind::UnreadableInput,
-        "file",
-        format!("--file {}: {e}", path.display()),
-    )
-}
-
-/// Reads the file, at most `limit` bytes; `None` when there is no file. A file that exists but
-/// cannot be read is `UnreadableInput`; one that is not a regular file, or is larger than any
-/// file of its form, is refused (`InvalidArgument`) rather than replaced.
-fn read_file(path: &Path, limit: usize, form: &str) -> Result<Option<Found>, Failure> {
-    // `metadata` first: it neither blocks (a FIFO would, on open) nor reads.
-    let metadata = match fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(unreadable(path, e)),
+/// The file to renew, checked as the module's docs say; its bytes (`None`: no file yet).
+fn check_file(args: &RenewArgs) -> Result<(Target, Option<Vec<u8>>), Failure> {
+    let refused = |why| form::refused(&args.file, why);
+    let target = target::resolve(&args.file).map_err(|e| match e {
+        target::Unresolved::Unreadable(e) => form::unreadable(&args.file, e),
+        target::Unresolved::Refused(why) => refused(why),
+    })?;
+    target
+        .check_not_key_file(args.keys.files())
+        .map_err(refused)?;
+    let bytes = match &target.metadata {
+        Some(_) => form::read(&target.path, args.form).map_err(|failure| {
+            // Read through the resolved path; reported under the path as given.
+            let message = failure
+                .problem
+                .message()
+                .replacen(&target.path.display().to_string(), &args.file.display().to_string(), 1);
+            Failure::invocation(failure.problem.kind(), "file", message)
+        })?,
+        None => None,
     };
-    if !metadata.is_file() {
-        return Err(unreadable(path, "not a regular file"));
+    if let Some(bytes) = &bytes {
+        form::check(args.form, bytes).map_err(refused)?;
     }
-    let file = fs::File::open(path).map_err(|e| unreadable(path, e))?;
-    let mut bytes = Vec::new();
-    file.take(limit as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| unreadable(path, e))?;
-    if bytes.len() > limit {
-        return Err(Failure::invocation(
-            ErrorKind::InvalidArgument,
-            "file",
-            format!(
-                "--file {}: larger than {} KiB, not a {form} file; refusing to replace it",
-                path.display(),
-                limit / 1024
-            ),
-        ));
-    }
-    Ok(Some(Found { bytes, metadata }))
-}
-
-/// One line of an env file, with its terminator (`\n`, `\r\n`, or none on a last line).
-struct Line<'a> {
-    body: &'a [u8],
-    end: &'a [u8],
-}
-
-fn lines(bytes: &[u8]) -> Vec<Line<'_>> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let (line, next) = match memchr::memchr(b'\n', rest) {
-            Some(at) => rest.split_at(at + 1),
-            None => (rest, &[][..]),
-        };
-        let body_len = line.len()
-            - if line.ends_with(b"\r\n") {
-                2
-            } else {
-                usize::from(line.ends_with(b"\n"))
-            };
-        let (body, end) = line.split_at(body_len);
-        out.push(Line { body, end });
-        rest = next;
-    }
-    out
-}
-
-/// How Docker's `--env-file` reads a line: a byte-order mark on the first line and leading
-/// whitespace are dropped. Returns (what was dropped, the rest).
-fn env_prefix(first: bool, body: &[u8]) -> (&[u8], &[u8]) {
-    let rest = if first { strip_bom(body) } else { body };
-    let rest = rest.trim_ascii_start();
-    body.split_at(body.len() - rest.len())
-}
-
-/// The value of the env file's `config.service.auth=` line (the last one, as Docker reads it),
-/// or `None` when it has none.
-fn env_token(bytes: &[u8]) -> Option<&[u8]> {
-    lines(bytes)
-        .iter()
-        .enumerate()
-        .filter_map(|(i, line)| {
-            env_prefix(i == 0, line.body)
-                .1
-                .strip_prefix(DOCKER_ENV_AUTH.as_bytes())
-        })
-        .next_back()
-}
-
-/// The env file with every `config.service.auth=` line replaced in place by `auth_line` (its
-/// indentation, a byte-order mark and its line ending kept), or `auth_line` appended when there
-/// is none; every other byte as it was.
-fn env_with(bytes: &[u8], auth_line: &str) -> Vec<u8> {
-    let lines = lines(bytes);
-    let mut out = Vec::with_capacity(bytes.len() + auth_line.len() + 2);
-    let mut replaced = false;
-    for (i, line) in lines.iter().enumerate() {
-        let (prefix, rest) = env_prefix(i == 0, line.body);
-        if rest.starts_with(DOCKER_ENV_AUTH.as_bytes()) {
-            out.extend_from_slice(prefix);
-            out.extend_from_slice(auth_line.as_bytes());
-            replaced = true;
-        } else {
-            out.extend_from_slice(line.body);
-        }
-        out.extend_from_slice(line.end);
-    }
-    if !replaced {
-        // The file's own line ending: CRLF when its lines end so.
-        let crlf = lines.first().is_some_and(|line| line.end == b"\r\n");
-        let newline: &[u8] = if crlf { b"\r\n" } else { b"\n" };
-        if lines.last().is_some_and(|line| line.end.is_empty()) {
-            out.extend_from_slice(newline);
-        }
-        out.extend_from_slice(auth_line.as_bytes());
-        out.extend_from_slice(newline);
-    }
-    out
+    target.check_writable().map_err(refused)?;
+    Ok((target, bytes))
 }
 
 pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
     // Every flag is checked on every run, renewal due or not, so that a mistake shows on the
     // first run rather than weeks later when the token runs out.
-    if args.form == Form::DockerEnv {
-        super::flags::check_gateway_output("--form docker-env", args.scheme, args.format)?;
-    }
+    check_form_flags(&args)?;
     Signer::check_id(&args.id).map_err(Failure::usage)?;
     let key_type: KeyType = args.key_type.parse().map_err(Failure::usage)?;
     let format = args.format.into();
@@ -277,20 +211,14 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
     // is replaced at the next run.
     let verifier = keys.verifier(Some(&args.id), Some(key_type), policy)?;
 
-    let (limit, form_name) = match args.form {
-        Form::Token => (TOKEN_FILE_LIMIT, "token"),
-        Form::DockerEnv => (ENV_FILE_LIMIT, "env"),
+    let (target, found) = check_file(&args)?;
+    let secret_key = args.secret_key.unwrap_or(SecretKey::Value).as_str();
+    let current = match &found {
+        Some(bytes) => form::token(args.form, bytes, secret_key).map_err(|why| form::refused(&args.file, why))?,
+        None => None,
     };
-    let found = read_file(&args.file, limit, form_name)?;
-    let current: Option<&[u8]> = found.as_ref().and_then(|found| match args.form {
-        Form::Token => Some(found.bytes.as_slice()),
-        Form::DockerEnv => env_token(&found.bytes),
-    });
-    let current = current
-        .map(|text| strip_bom(text).trim_ascii())
-        .filter(|text| !text.is_empty());
 
-    let (reason, previous_expiry) = match current {
+    let (reason, previous_expiry) = match &current {
         None => (Some(Reason::Missing), None),
         Some(text) => match UntrustedToken::parse_bytes(text) {
             Err(_) => (Some(Reason::Invalid), None),
@@ -310,107 +238,156 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
         },
     };
 
+    let marker = hook::marker(&target);
+    let pending = hook::pending(&marker);
     let Some(reason) = reason else {
         let kept = previous_expiry.unwrap_or(now);
-        Failure::wrote(print::renewal(
-            args.output == Output::Json,
-            &print::Renewal {
-                reason: None,
-                expiry: kept,
-                previous_expiry,
-            },
-            now,
-        ))?;
-        return Ok(0);
+        // A hook that failed after an earlier renewal runs again, once the file is fresh.
+        let hook = match (&args.deploy_hook, pending) {
+            (Some(command), Some(pending)) => {
+                Some(run_hook(&args, command, &marker, &pending.reason, kept, true))
+            }
+            (None, Some(_)) => {
+                eprintln!(
+                    "warning: a deploy hook failed after an earlier renewal of {} ({}), and no \
+                     --deploy-hook is given to run it again",
+                    args.file.display(),
+                    marker.display()
+                );
+                None
+            }
+            (_, None) => args.deploy_hook.as_ref().map(|_| Ok(hook::Outcome::NOT_RUN)),
+        };
+        return report(&args, None, kept, previous_expiry, hook, now);
     };
 
     let token = signer
         .mint(expiry, format, now, &policy)
         .map_err(Failure::usage)?;
-    let contents = match args.form {
-        Form::Token => {
-            let scheme = args.scheme.unwrap_or(SchemeArg::GatewayKey).scheme();
-            let mut line = token.render(scheme);
-            line.push('\n');
-            line.into_bytes()
-        }
-        Form::DockerEnv => {
-            let line = print::docker_env_line(&token);
-            match &found {
-                Some(found) => env_with(&found.bytes, &line),
-                None => format!("{line}\n").into_bytes(),
-            }
-        }
-    };
-    atomic::replace(
-        &args.file,
-        &contents,
-        found.as_ref().map(|found| &found.metadata),
+    let new_secret_name;
+    let contents = form::renewed(
+        args.form,
+        found.as_deref(),
+        &form::Renewal {
+            token: &token,
+            scheme: args.scheme.unwrap_or(SchemeArg::GatewayKey).scheme(),
+            secret_key,
+            new_secret: form::NewSecret {
+                name: match &args.secret_name {
+                    Some(name) => name,
+                    None => {
+                        new_secret_name = form::default_secret_name(&args.id);
+                        &new_secret_name
+                    }
+                },
+                namespace: args.namespace.as_deref(),
+                id: &args.id,
+            },
+        },
     )
-    .map_err(|e| {
-        Failure::invocation(
-            ErrorKind::InvalidArgument,
-            "file",
-            format!(
-                "--file {}: cannot write it ({e}); nothing was written",
-                args.file.display()
-            ),
+    .map_err(|why| form::refused(&args.file, why))?;
+    atomic::replace(&target.path, &contents, target.metadata.as_ref()).map_err(|e| {
+        form::refused(
+            &args.file,
+            format_args!("cannot write it ({e}); nothing was written"),
         )
     })?;
+    let hook = args.deploy_hook.as_ref().map(|command| {
+        run_hook(&args, command, &marker, reason.as_str(), token.expiry(), false)
+    });
+    report(
+        &args,
+        Some(reason.as_str()),
+        token.expiry(),
+        previous_expiry,
+        hook,
+        now,
+    )
+}
+
+/// Runs the deploy hook, and records or clears its marker. `Err`: why it failed, for the
+/// report.
+fn run_hook(
+    args: &RenewArgs,
+    command: &str,
+    marker: &std::path::Path,
+    reason: &str,
+    expiry: DateTime<Utc>,
+    retry: bool,
+) -> Result<hook::Outcome, (hook::Outcome, Problem)> {
+    let status = hook::run(command, &args.file, reason, &values::rfc3339(expiry));
+    let outcome = hook::Outcome {
+        ran: status.is_ok(),
+        retry,
+        status: status.as_ref().ok().and_then(std::process::ExitStatus::code),
+    };
+    let what = match &status {
+        Ok(status) if status.success() => None,
+        Ok(status) => Some(match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => "was killed by a signal".to_owned(),
+        }),
+        Err(e) => Some(format!("could not be started ({e})")),
+    };
+    let failed = what.is_some().then(|| hook::Pending {
+        reason: reason.to_owned(),
+    });
+    let remembered = hook::remember(marker, failed.as_ref());
+    let problem = match (what, remembered) {
+        (None, Ok(())) => return Ok(outcome),
+        (None, Err(e)) => format!(
+            "--deploy-hook: it succeeded, but its marker {} could not be removed ({e}); the next \
+             run will run it again",
+            marker.display()
+        ),
+        (Some(what), Ok(())) => format!(
+            "--deploy-hook: {what}; the file holds the new token, and the next run runs the hook \
+             again ({} remembers it)",
+            marker.display()
+        ),
+        (Some(what), Err(e)) => format!(
+            "--deploy-hook: {what}; the file holds the new token, but the failure could not be \
+             remembered in {} ({e}): run the hook by hand",
+            marker.display()
+        ),
+    };
+    Err((
+        outcome,
+        Problem::new(ErrorKind::InvalidArgument, "deployHook", problem),
+    ))
+}
+
+/// Prints the report (and a hook's failure with it): exit 0, or 2 when the hook failed.
+fn report(
+    args: &RenewArgs,
+    reason: Option<&'static str>,
+    expiry: DateTime<Utc>,
+    previous_expiry: Option<DateTime<Utc>>,
+    hook: Option<Result<hook::Outcome, (hook::Outcome, Problem)>>,
+    now: DateTime<Utc>,
+) -> Result<u8, Failure> {
+    let (outcome, problem) = match hook {
+        None => (None, None),
+        Some(Ok(outcome)) => (Some(outcome), None),
+        Some(Err((outcome, problem))) => (Some(outcome), Some(problem)),
+    };
+    let json = args.output == Output::Json;
     Failure::wrote(print::renewal(
-        args.output == Output::Json,
+        json,
         &print::Renewal {
-            reason: Some(reason.as_str()),
-            expiry: token.expiry(),
+            reason,
+            expiry,
             previous_expiry,
+            hook: outcome,
+            error: problem.as_ref(),
         },
         now,
     ))?;
-    Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_lines_keep_their_endings() {
-        let file =
-            b"\xEF\xBB\xBF# gateway\r\nA=1\r\n\r\n  config.service.auth=GatewayKey old\r\nB=2";
-        assert_eq!(env_token(file), Some(&b"GatewayKey old"[..]));
-        assert_eq!(
-            env_with(file, "config.service.auth=NEW"),
-            b"\xEF\xBB\xBF# gateway\r\nA=1\r\n\r\n  config.service.auth=NEW\r\nB=2".to_vec()
-        );
-        // None: appended with the file's line ending, after a last line without one.
-        assert_eq!(env_token(b"A=1\r\nB=2"), None);
-        assert_eq!(
-            env_with(b"A=1\r\nB=2", "config.service.auth=NEW"),
-            b"A=1\r\nB=2\r\nconfig.service.auth=NEW\r\n".to_vec()
-        );
-        assert_eq!(
-            env_with(b"", "config.service.auth=NEW"),
-            b"config.service.auth=NEW\n".to_vec()
-        );
-        // The last of several is the one Docker reads; all are replaced.
-        let twice = b"config.service.auth=one\nconfig.service.auth=two\n";
-        assert_eq!(env_token(twice), Some(&b"two"[..]));
-        assert_eq!(
-            env_with(twice, "config.service.auth=NEW"),
-            b"config.service.auth=NEW\nconfig.service.auth=NEW\n".to_vec()
-        );
-        // A BOM on the first line is Docker's to drop, and the line matches.
-        assert_eq!(
-            env_token(b"\xEF\xBB\xBFconfig.service.auth=x\n"),
-            Some(&b"x"[..])
-        );
-        // Not the variable: another name, a comment, a space before '='.
-        for other in [
-            &b"config.service.authority=x\n"[..],
-            b"# config.service.auth=x\n",
-            b"config.service.auth =x\n",
-        ] {
-            assert_eq!(env_token(other), None);
+    if let Some(problem) = &problem {
+        if !json {
+            eprintln!("error: {problem}");
         }
+        return Ok(2);
     }
+    Ok(0)
 }
