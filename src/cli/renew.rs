@@ -110,7 +110,6 @@ impl Reason {
     }
 }
 
-
 /// Refuses the flags `--form` would ignore, and Kubernetes names the API server would refuse.
 fn check_form_flags(args: &RenewArgs) -> Result<(), Failure> {
     match args.form {
@@ -154,16 +153,25 @@ fn check_file(args: &RenewArgs) -> Result<(Target, Option<Vec<u8>>), Failure> {
     let bytes = match &target.metadata {
         Some(_) => form::read(&target.path, args.form).map_err(|failure| {
             // Read through the resolved path; reported under the path as given.
-            let message = failure
-                .problem
-                .message()
-                .replacen(&target.path.display().to_string(), &args.file.display().to_string(), 1);
+            let message = failure.problem.message().replacen(
+                &target.path.display().to_string(),
+                &args.file.display().to_string(),
+                1,
+            );
             Failure::invocation(failure.problem.kind(), "file", message)
         })?,
         None => None,
     };
     if let Some(bytes) = &bytes {
         form::check(args.form, bytes).map_err(refused)?;
+        if args.form == Form::K8sSecret {
+            form::check_secret_names(
+                bytes,
+                args.secret_name.as_deref(),
+                args.namespace.as_deref(),
+            )
+            .map_err(refused)?;
+        }
     }
     target.check_writable().map_err(refused)?;
     Ok((target, bytes))
@@ -214,7 +222,8 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
     let (target, found) = check_file(&args)?;
     let secret_key = args.secret_key.unwrap_or(SecretKey::Value).as_str();
     let current = match &found {
-        Some(bytes) => form::token(args.form, bytes, secret_key).map_err(|why| form::refused(&args.file, why))?,
+        Some(bytes) => form::token(args.form, bytes, secret_key)
+            .map_err(|why| form::refused(&args.file, why))?,
         None => None,
     };
 
@@ -244,9 +253,14 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
         let kept = previous_expiry.unwrap_or(now);
         // A hook that failed after an earlier renewal runs again, once the file is fresh.
         let hook = match (&args.deploy_hook, pending) {
-            (Some(command), Some(pending)) => {
-                Some(run_hook(&args, command, &marker, &pending.reason, kept, true))
-            }
+            (Some(command), Some(pending)) => Some(run_hook(
+                &args,
+                command,
+                &marker,
+                &pending.reason,
+                kept,
+                true,
+            )),
             (None, Some(_)) => {
                 eprintln!(
                     "warning: a deploy hook failed after an earlier renewal of {} ({}), and no \
@@ -256,7 +270,10 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
                 );
                 None
             }
-            (_, None) => args.deploy_hook.as_ref().map(|_| Ok(hook::Outcome::NOT_RUN)),
+            (_, None) => args
+                .deploy_hook
+                .as_ref()
+                .map(|_| Ok(hook::Outcome::NOT_RUN)),
         };
         return report(&args, None, kept, previous_expiry, hook, now);
     };
@@ -293,7 +310,14 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
         )
     })?;
     let hook = args.deploy_hook.as_ref().map(|command| {
-        run_hook(&args, command, &marker, reason.as_str(), token.expiry(), false)
+        run_hook(
+            &args,
+            command,
+            &marker,
+            reason.as_str(),
+            token.expiry(),
+            false,
+        )
     });
     report(
         &args,
@@ -319,7 +343,10 @@ fn run_hook(
     let outcome = hook::Outcome {
         ran: status.is_ok(),
         retry,
-        status: status.as_ref().ok().and_then(std::process::ExitStatus::code),
+        status: status
+            .as_ref()
+            .ok()
+            .and_then(std::process::ExitStatus::code),
     };
     let what = match &status {
         Ok(status) if status.success() => None,

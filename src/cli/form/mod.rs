@@ -155,6 +155,18 @@ pub(crate) fn check(form: Form, bytes: &[u8]) -> Result<(), String> {
     })
 }
 
+/// Refuses a Secret (not empty) whose name or namespace differs from the flags'.
+pub(crate) fn check_secret_names(
+    bytes: &[u8],
+    name: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<(), String> {
+    if sniff::classify(bytes) == Content::Empty {
+        return Ok(());
+    }
+    secret::check_names(bytes, name, namespace)
+}
+
 /// The token text a file of `form` holds (trimmed, a byte-order mark dropped), `None` when it
 /// holds none. `bytes` passed [`check`].
 pub(crate) fn token(form: Form, bytes: &[u8], secret_key: &str) -> Result<Option<Vec<u8>>, String> {
@@ -181,7 +193,11 @@ pub(crate) struct Renewal<'a> {
 }
 
 /// The file's new content: `old` with the new token in its place (see each form).
-pub(crate) fn renewed(form: Form, old: Option<&[u8]>, renewal: &Renewal<'_>) -> Result<Vec<u8>, String> {
+pub(crate) fn renewed(
+    form: Form,
+    old: Option<&[u8]>,
+    renewal: &Renewal<'_>,
+) -> Result<Vec<u8>, String> {
     let old = old.filter(|bytes| sniff::classify(bytes) != Content::Empty);
     Ok(match form {
         Form::Token => {

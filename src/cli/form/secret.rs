@@ -52,7 +52,10 @@ fn parse(bytes: &[u8]) -> Result<(Map<String, Value>, Style), String> {
         _ => return Err("not a Kubernetes Secret (it has no kind)".to_owned()),
     }
     for field in ["data", "stringData", "metadata"] {
-        if object.get(field).is_some_and(|v| !v.is_object() && !v.is_null()) {
+        if object
+            .get(field)
+            .is_some_and(|v| !v.is_object() && !v.is_null())
+        {
             return Err(format!("a Secret whose {field} is not an object"));
         }
     }
@@ -93,6 +96,32 @@ pub(crate) fn token(bytes: &[u8], key: &str) -> Result<Option<Vec<u8>>, String> 
     };
     let text = crate::cli::input::trim(crate::cli::input::strip_bom(&text)).to_vec();
     Ok((!text.is_empty()).then_some(text))
+}
+
+/// Refuses a Secret whose name or namespace is not the one the flags give (a `--secret-name`
+/// names a new Secret; an existing one is renewed under its own name, so a different one is a
+/// mistake about which file this is).
+pub(crate) fn check_names(
+    bytes: &[u8],
+    name: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<(), String> {
+    let (object, _) = parse(bytes)?;
+    let metadata = object.get("metadata");
+    for (flag, field, wanted) in [
+        ("--secret-name", "name", name),
+        ("--namespace", "namespace", namespace),
+    ] {
+        let held = metadata.and_then(|m| m.get(field)).and_then(Value::as_str);
+        if let (Some(wanted), Some(held)) = (wanted, held) {
+            if wanted != held {
+                return Err(format!(
+                    "the Secret's {field} is {held:?}, not {flag} {wanted:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a new Secret is made of, when there is none yet.
@@ -253,10 +282,19 @@ mod tests {
     #[test]
     fn kubectl_json_changes_in_two_places() {
         let before = "{\n    \"apiVersion\": \"v1\",\n    \"data\": {\n        \"other\": \"eA==\",\n        \"value\": \"b2xk\"\n    },\n    \"kind\": \"Secret\",\n    \"metadata\": {\n        \"name\": \"gw1-token\",\n        \"resourceVersion\": \"42\"\n    },\n    \"type\": \"Opaque\"\n}\n";
-        assert_eq!(token(before.as_bytes(), "value").unwrap(), Some(b"old".to_vec()));
+        assert_eq!(
+            token(before.as_bytes(), "value").unwrap(),
+            Some(b"old".to_vec())
+        );
         assert_eq!(token(before.as_bytes(), "gateway-key").unwrap(), None);
-        let after = renewed(Some(before.as_bytes()), "value", "new", "2026-05-01T00:00:00Z", &NEW)
-            .unwrap();
+        let after = renewed(
+            Some(before.as_bytes()),
+            "value",
+            "new",
+            "2026-05-01T00:00:00Z",
+            &NEW,
+        )
+        .unwrap();
         let expected = "{\n    \"apiVersion\": \"v1\",\n    \"data\": {\n        \"other\": \"eA==\",\n        \"value\": \"bmV3\"\n    },\n    \"kind\": \"Secret\",\n    \"metadata\": {\n        \"name\": \"gw1-token\",\n        \"resourceVersion\": \"42\",\n        \"annotations\": {\n            \"apim-sas/expiry\": \"2026-05-01T00:00:00Z\"\n        }\n    },\n    \"type\": \"Opaque\"\n}\n";
         assert_eq!(String::from_utf8(after).unwrap(), expected);
     }
@@ -264,7 +302,10 @@ mod tests {
     #[test]
     fn string_data_wins_and_is_renewed_where_present() {
         let yaml = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: gw1-token\nstringData:\n  value: \"plain\"\ndata:\n  value: b2xk\n";
-        assert_eq!(token(yaml.as_bytes(), "value").unwrap(), Some(b"plain".to_vec()));
+        assert_eq!(
+            token(yaml.as_bytes(), "value").unwrap(),
+            Some(b"plain".to_vec())
+        );
         let after = renewed(Some(yaml.as_bytes()), "value", "new", "t", &NEW).unwrap();
         let value: Value = serde_norway::from_slice(&after).unwrap();
         assert_eq!(value["stringData"]["value"], "new");
@@ -292,7 +333,10 @@ mod tests {
         for (text, why) in [
             ("{\"kind\": \"List\"}", "its kind is \"List\""),
             ("{\"apiVersion\": \"v1\"}", "it has no kind"),
-            ("{\"kind\": \"Secret\", \"data\": []}", "data is not an object"),
+            (
+                "{\"kind\": \"Secret\", \"data\": []}",
+                "data is not an object",
+            ),
             ("{ nope", "does not parse"),
         ] {
             let err = token(text.as_bytes(), "value").unwrap_err();

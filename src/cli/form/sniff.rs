@@ -75,8 +75,9 @@ fn json_kind(text: &[u8]) -> Json {
     let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(text) else {
         return Json::Other;
     };
-    let is_pair =
-        |o: &serde_json::Map<String, Value>| o.contains_key("primary") || o.contains_key("secondary");
+    let is_pair = |o: &serde_json::Map<String, Value>| {
+        o.contains_key("primary") || o.contains_key("secondary")
+    };
     if object.get("kind").and_then(Value::as_str) == Some("Secret") {
         Json::Secret
     } else if is_pair(&object)
@@ -178,10 +179,7 @@ mod tests {
             classify(b"apiVersion: v1\nkind: Secret\ndata:\n  value: eA==\n"),
             Content::Yaml { secret: true }
         );
-        assert_eq!(
-            classify(b"---\nname: x\n"),
-            Content::Yaml { secret: false }
-        );
+        assert_eq!(classify(b"---\nname: x\n"), Content::Yaml { secret: false });
         assert_eq!(
             classify(b"GatewayKey gw1&1&x\nGatewayKey gw1&2&y\n"),
             Content::Lines(2)

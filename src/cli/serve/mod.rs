@@ -1,0 +1,307 @@
+//! `apim-sas serve`: the local HTTP service that gateways ask whether a request may pass (nginx
+//! `auth_request`, Traefik `ForwardAuth`, Envoy `ext_authz`).
+//!
+//! This folder holds only process concerns, a file each: listening and its limits
+//! (`listen.rs`), reloading the keys (`reload.rs`), the metrics registry (`metrics.rs`), the HTTP
+//! answers (`answers.rs`) and the log lines (`log.rs`). The verdict on each request comes from the
+//! library's [`VerifyLayer`](apim_sas::layer::VerifyLayer), the same layer library users put in
+//! front of their own services.
+
+mod answers;
+mod listen;
+mod log;
+mod metrics;
+mod reload;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apim_sas::chrono::{DateTime, Utc};
+use apim_sas::layer::Layer as _;
+use apim_sas::layer::{SharedVerifier, Verification, VerifyLayer};
+use apim_sas::{ErrorKind, Verifier};
+use clap::{Args, ValueEnum};
+use http::header::HeaderName;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Mutex};
+use tracing::info;
+
+use super::failure::Failure;
+use super::flags::{KeySource, VerifierFlags};
+use super::values;
+use answers::{Allow, App, Routes};
+use listen::{accept, terminated};
+use log::init_logging;
+use metrics::Metrics;
+use reload::{watch, Hangups, Keys, Reason, Reloader};
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The gateway id the keys belong to (needed with --key-file, --keys and APIM_SAS_KEY;
+    /// with --keystore, serve only this gateway)
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) id: Option<String>,
+
+    /// The address to listen on; port 0 picks a free port
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8089")]
+    pub(crate) listen: String,
+
+    /// A request header holding the token; repeat for several (the first present one is read)
+    #[arg(long = "header", value_name = "NAME", default_value = "Authorization")]
+    pub(crate) headers: Vec<String>,
+
+    #[command(flatten)]
+    pub(crate) verifier: VerifierFlags,
+
+    /// How long SIGTERM or SIGINT waits for requests in flight before exiting
+    #[arg(long, value_name = "DUR", default_value = "10s")]
+    pub(crate) drain: String,
+
+    /// How log lines are written to stderr
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+
+    /// How long a connection may take to send a complete request head before it is closed
+    #[arg(long, value_name = "DUR", default_value = "10s")]
+    pub(crate) head_timeout: String,
+
+    /// How often the key file is checked for changes (SIGHUP reloads at once), or none
+    #[arg(long, value_name = "DUR|none", default_value = "500ms")]
+    pub(crate) poll: String,
+
+    /// Threads answering requests; 1 runs everything on one thread [default: 1 on up to 2 cores, else one per core]
+    #[arg(long, value_name = "N")]
+    pub(crate) workers: Option<usize>,
+
+    #[command(flatten)]
+    pub(crate) keys: KeySource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Lines for people
+    Text,
+    /// One JSON object per line, for log pipelines
+    Json,
+}
+
+/// The flags, read and checked before anything starts.
+struct Settings {
+    listen: SocketAddr,
+    headers: Vec<HeaderName>,
+    drain: Duration,
+    head_timeout: Duration,
+    poll: Option<Duration>,
+    workers: Option<usize>,
+    log_format: LogFormat,
+    fixed_now: Option<DateTime<Utc>>,
+    keys: Keys,
+}
+
+fn invalid(flag: &'static str, message: String) -> Failure {
+    Failure::invocation(ErrorKind::InvalidArgument, flag, message)
+}
+
+fn std_duration(flag: &'static str, text: &str) -> Result<Duration, Failure> {
+    values::duration(flag, text)
+        .map_err(Failure::usage)?
+        .to_std()
+        .map_err(|_| invalid(flag, format!("{flag}: not a positive duration")))
+}
+
+impl Settings {
+    fn read(args: ServeArgs, fixed_now: Option<DateTime<Utc>>) -> Result<Settings, Failure> {
+        let (policy, only) = args.verifier.read()?;
+        let listen = args
+            .listen
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| {
+                invalid(
+                    "listen",
+                    format!(
+                        "--listen {}: not an ADDR:PORT, e.g. 127.0.0.1:8089",
+                        args.listen
+                    ),
+                )
+            })?;
+        let headers = args
+            .headers
+            .iter()
+            .map(|name| {
+                HeaderName::from_bytes(name.trim().as_bytes())
+                    .map_err(|_| invalid("header", format!("--header {name}: not a header name")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = Keys {
+            source: args.keys,
+            id: args.id,
+            only,
+            policy,
+        };
+        keys.check()?;
+        let poll = match values::limit("--poll", &args.poll).map_err(Failure::usage)? {
+            Some(every) => Some(
+                every
+                    .to_std()
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| invalid("poll", "--poll: not a positive duration".into()))?,
+            ),
+            None => None,
+        };
+        Ok(Settings {
+            listen,
+            headers,
+            drain: std_duration("--drain", &args.drain)?,
+            head_timeout: std_duration("--head-timeout", &args.head_timeout)?,
+            poll,
+            workers: args.workers.filter(|&n| n > 0),
+            log_format: args.log_format,
+            fixed_now,
+            keys,
+        })
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs the service until SIGTERM or SIGINT; `fixed_now` (from `--now`) freezes the clock.
+pub(crate) fn run(args: ServeArgs, fixed_now: Option<DateTime<Utc>>) -> Result<u8, Failure> {
+    let settings = Settings::read(args, fixed_now)?;
+    init_logging(settings.log_format);
+    let runtime = match settings.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        // On two cores or fewer, one thread: the gateway and its clients need the other core, and
+        // a multi-threaded runtime's cross-thread wake-ups cost more than they bring
+        // (benches/serve.sh: the same throughput behind nginx for less CPU, p99 a fifth).
+        None if cores() <= 2 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .map_err(|e| {
+        Failure::invocation(
+            ErrorKind::InvalidArgument,
+            "serve",
+            format!("starting the runtime: {e}"),
+        )
+    })?;
+    let result = runtime.block_on(serve(settings));
+    // A key load still blocked (a key file on a stalled volume) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
+}
+
+async fn serve(settings: Settings) -> Result<u8, Failure> {
+    // Signal handlers first: a SIGHUP or SIGTERM right after the address is printed must not
+    // take the default action (ending the process).
+    let mut hangups = Hangups::new();
+    let terminated = terminated();
+    tokio::pin!(terminated);
+
+    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+        invalid(
+            "listen",
+            format!("--listen {}: cannot listen: {e}", settings.listen),
+        )
+    })?;
+    let addr = listener.local_addr().map_err(|e| {
+        invalid(
+            "listen",
+            format!("--listen {}: cannot listen: {e}", settings.listen),
+        )
+    })?;
+
+    let metrics = Arc::new(Metrics::new());
+    let shared = SharedVerifier::new(Verifier::new(settings.keys.policy));
+    let observer = Arc::clone(&metrics);
+    let mut layer = VerifyLayer::new(shared.clone())
+        .with_headers(settings.headers.iter().cloned())
+        .with_observer(move |v: &Verification<'_>| observer.record(v));
+    if let Some(now) = settings.fixed_now {
+        layer = layer.with_clock(move || now);
+    }
+    let watched = settings.keys.path().is_some();
+    let reloader = Arc::new(Reloader {
+        keys: settings.keys,
+        shared,
+        ready: AtomicBool::new(false),
+        metrics: Arc::clone(&metrics),
+        seen: Mutex::new(None),
+    });
+    let routes = Routes(Arc::new(App {
+        verify: layer.layer(Allow),
+        ready: Arc::clone(&reloader),
+        metrics,
+    }));
+
+    let (stop, stopped) = oneshot::channel();
+    let server = tokio::spawn(accept(
+        listener,
+        routes,
+        settings.head_timeout,
+        settings.drain,
+        stopped,
+    ));
+    let headers: Vec<&str> = settings.headers.iter().map(HeaderName::as_str).collect();
+    info!(
+        headers = headers.join(",").as_str(),
+        "listening on http://{addr}"
+    );
+
+    let mut seen = reloader.seen.lock().await;
+    let first = tokio::select! {
+        loaded = reloader.load(&mut seen) => Some(loaded),
+        signal = &mut terminated => {
+            info!(signal, "stopping before the keys were loaded");
+            None
+        }
+    };
+    drop(seen);
+    match first {
+        Some(Ok(gateways)) => info!(gateways, "keys loaded"),
+        Some(Err(failure)) => {
+            let _ = stop.send(());
+            return Err(failure);
+        }
+        None => {
+            let _ = stop.send(());
+            let _ = server.await;
+            return Ok(0);
+        }
+    }
+    if let (true, Some(every)) = (watched, settings.poll) {
+        tokio::spawn(watch(every, Arc::clone(&reloader)));
+    }
+
+    let signal = loop {
+        tokio::select! {
+            () = hangups.recv() => {
+                tokio::spawn(Arc::clone(&reloader).reload(Reason::Hangup));
+            }
+            signal = &mut terminated => break signal,
+        }
+    };
+    info!(
+        signal,
+        "stopping: no new connections, answering those in flight"
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+    info!("stopped");
+    Ok(0)
+}
