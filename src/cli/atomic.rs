@@ -112,7 +112,10 @@ pub(crate) fn replace(
     previous: Option<&Metadata>,
 ) -> io::Result<()> {
     if target.file_name().is_none() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a file name"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a file name",
+        ));
     }
     let dir = match target.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,

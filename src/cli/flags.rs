@@ -194,7 +194,10 @@ impl SecretKey {
 }
 
 /// Refuses a `--secret-name` or `--namespace` the API server would refuse.
-pub(crate) fn check_secret_names(name: Option<&str>, namespace: Option<&str>) -> Result<(), Failure> {
+pub(crate) fn check_secret_names(
+    name: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<(), Failure> {
     if let Some(name) = name.filter(|name| !form::is_dns_subdomain(name)) {
         return Err(Failure::invocation(
             ErrorKind::InvalidArgument,

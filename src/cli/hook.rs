@@ -69,7 +69,12 @@ pub(crate) fn pending(marker: &Path) -> Option<Pending> {
 /// Runs `command` through `/bin/sh -c` with `APIM_SAS_FILE`, `APIM_SAS_REASON` and
 /// `APIM_SAS_EXPIRY`; its output goes to stderr (stdout is the command's report), its stdin is
 /// empty, and `APIM_SAS_KEY` is not passed on: the hook needs no key.
-pub(crate) fn run(command: &str, file: &Path, reason: &str, expiry: &str) -> std::io::Result<ExitStatus> {
+pub(crate) fn run(
+    command: &str,
+    file: &Path,
+    reason: &str,
+    expiry: &str,
+) -> std::io::Result<ExitStatus> {
     Command::new("/bin/sh")
         .arg("-c")
         .arg(command)

@@ -11,8 +11,8 @@ use serde::Serialize;
 use apim_sas::human_duration as human;
 
 use super::failure::Problem;
-use super::{form, hook};
 use super::values::{self, rfc3339, seconds_until};
+use super::{form, hook};
 
 /// Azure's ErrorResponse body: `{"code", "message", "target"}`.
 #[derive(Serialize)]
@@ -137,7 +137,6 @@ pub(crate) fn minted(
         MintAs::DockerEnv => text_line(&form::docker_env_line(token)),
     }
 }
-
 
 fn base64_of(text: &str) -> String {
     use base64::Engine as _;
