@@ -2,8 +2,12 @@
 //! its Kubernetes objects are complete and refer to each other by the right names; every ```sh
 //! block marked `<!-- test: run -->` runs, with the real binary on PATH, in a fresh directory
 //! holding a copy of `examples/`; every other ```sh block is at least valid shell; and the
-//! Dockerfile of the renewal job's image names files and stages that exist. (The README's Rust
-//! snippets are compiled as doc tests, from `src/lib.rs`.)
+//! Dockerfile of the renewal job's image names files and stages that exist. The renewal recipes
+//! run as their users run them, with their paths moved into a temporary directory: the systemd
+//! timer's script with a fake `systemctl`, the CronJob's script with a fake `kubectl` that keeps
+//! the Secret as an API server would, on a `PATH` that holds only what `examples/Dockerfile`'s
+//! final stage provides, and the monitoring script on an env file with two auth lines. (The
+//! README's Rust snippets are compiled as doc tests, from `src/lib.rs`.)
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -244,14 +248,25 @@ fn runnable_sh_recipes_run_as_pasted() {
             "README line {}: {stderr}",
             block.line
         );
-        // What the first recipe leaves behind is what the gateway reads.
+        // What the recipes leave behind is what the gateway reads.
         let env_file = dir.path().join("gw1.env");
         if env_file.exists() {
             let text = std::fs::read_to_string(&env_file).unwrap();
             assert!(
-                text.starts_with("config.service.auth=GatewayKey gw1&"),
+                text.lines()
+                    .any(|l| l.starts_with("config.service.auth=GatewayKey gw1&")),
                 "{text}"
             );
+        }
+        let secret_json = dir.path().join("gw1-token.json");
+        if secret_json.exists() {
+            let secret: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&secret_json).unwrap()).unwrap();
+            assert_eq!(secret["kind"], "Secret");
+            assert_eq!(secret["metadata"]["name"], "gw1-token");
+            assert_eq!(secret["metadata"]["namespace"], "apim");
+            let value = base64_decode(secret["data"]["gateway-key"].as_str().unwrap());
+            assert!(value.starts_with("GatewayKey gw1&"), "{value}");
         }
         let secret = dir.path().join("gw1-token.yaml");
         if secret.exists() {
@@ -401,4 +416,791 @@ fn the_dockerfile_names_what_exists() {
     // The binary is installed where the final stage copies it from.
     assert!(dockerfile.contains("cargo install --locked --path . --root /out"));
     assert!(dockerfile.contains("COPY --from=build /out/bin/apim-sas "));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The renewal recipes, run as their users run them.
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding, as the API server stores a Secret's `data`.
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(BASE64[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn base64_decode(text: &str) -> String {
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().take_while(|&c| c != b'=') {
+        let v = BASE64
+            .iter()
+            .position(|&b| b == c)
+            .unwrap_or_else(|| panic!("not base64: {text}"));
+        bits = bits << 6 | v as u32;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The one ```sh block of the README that holds `marker`.
+fn sh_block(marker: &str) -> String {
+    let found: Vec<Block> = blocks(&readme())
+        .into_iter()
+        .filter(|b| b.info == "sh" && b.text.contains(marker))
+        .collect();
+    assert_eq!(found.len(), 1, "README: sh blocks holding {marker}");
+    found.into_iter().next().unwrap().text
+}
+
+/// Writes an executable file (`chmod +x`, as the README says for its scripts).
+fn executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The sample keys, copied to `path` with `mode`.
+fn sample_keys(path: &Path, mode: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::copy("examples/gw1.keys.json", path).unwrap();
+    set_mode(path, mode);
+}
+
+/// `PATH` with the real binary first, after `first`.
+fn path_with(first: &[&Path]) -> std::ffi::OsString {
+    let system = std::env::var_os("PATH").unwrap();
+    std::env::join_paths(
+        first
+            .iter()
+            .map(|p| p.to_path_buf())
+            .chain(std::iter::once(bin_dir()))
+            .chain(std::env::split_paths(&system)),
+    )
+    .unwrap()
+}
+
+/// The real binary, run directly.
+fn apim_sas(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
+        .args(args)
+        .env_remove("APIM_SAS_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "apim-sas {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A token of the sample gateway that expires in `ttl`, so that renew's default window
+/// (`--renew-within 7d`) finds it due.
+fn token(keys: &Path, ttl: &str) -> String {
+    apim_sas(
+        &[
+            "mint",
+            "--id",
+            "gw1",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--ttl",
+            ttl,
+        ],
+        "",
+    )
+    .trim()
+    .to_owned()
+}
+
+/// Whether `value` (`GatewayKey <token>`) verifies with the sample keys.
+fn verifies(keys: &Path, value: &str) -> bool {
+    Command::new(env!("CARGO_BIN_EXE_apim-sas"))
+        .args([
+            "verify",
+            "--id",
+            "gw1",
+            "--keys",
+            keys.to_str().unwrap(),
+            value,
+        ])
+        .env_remove("APIM_SAS_KEY")
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// The hook markers renew keeps in `dir` (dot-files whose names hold `apim-sas-hook`).
+fn markers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n.contains("apim-sas-hook"))
+        .collect()
+}
+
+/// What one run of a recipe gave.
+#[derive(Debug)]
+struct Ran {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn ran(out: std::process::Output) -> Ran {
+    Ran {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_systemd_timer_script_restarts_the_gateway_exactly_when_it_renewed() {
+    let script = sh_block("# /usr/local/sbin/apim-gw1-renew");
+    assert!(!script.contains("jq"), "the script needs jq:\n{script}");
+    assert!(
+        script.contains("--deploy-hook 'systemctl restart apim-gw1.service'"),
+        "{script}"
+    );
+    let root = tempfile::tempdir().unwrap();
+    let etc = root.path().join("etc/apim");
+    sample_keys(&etc.join("gw1.keys.json"), 0o600);
+    let endpoint = "config.service.endpoint=apim-example.configuration.azure-api.net";
+    std::fs::write(etc.join("gw1.env"), format!("{endpoint}\n")).unwrap();
+    // The script as installed, its /etc/apim moved into the temporary directory.
+    let installed = root.path().join("usr/local/sbin/apim-gw1-renew");
+    executable(
+        &installed,
+        &script.replace("/etc/apim/", &format!("{}/", etc.display())),
+    );
+    // systemctl records its arguments, and fails while `fail` exists.
+    let log = root.path().join("systemctl.log");
+    let fail = root.path().join("fail");
+    let fake = root.path().join("fake");
+    executable(
+        &fake.join("systemctl"),
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nif [ -e '{}' ]; then echo 'Job failed' >&2; exit 1; fi\n",
+            log.display(),
+            fail.display()
+        ),
+    );
+    let path = path_with(&[&fake]);
+    let run = || {
+        ran(Command::new(&installed)
+            .env("PATH", &path)
+            .env_remove("APIM_SAS_KEY")
+            .output()
+            .unwrap())
+    };
+    let restarts = || lines_of(&log).len();
+
+    // The first run writes the token and restarts the gateway.
+    let r = run();
+    assert!(r.ok, "{r:?}");
+    assert!(r.stdout.starts_with("renewed (missing): expires "), "{r:?}");
+    assert_eq!(lines_of(&log), ["restart apim-gw1.service"]);
+    let env = std::fs::read_to_string(etc.join("gw1.env")).unwrap();
+    assert!(env.starts_with(&format!("{endpoint}\n")), "{env}");
+    let auth = env
+        .lines()
+        .find_map(|l| l.strip_prefix("config.service.auth="))
+        .expect("an auth line");
+    assert!(verifies(&etc.join("gw1.keys.json"), auth), "{env}");
+
+    // The second keeps it, and leaves the gateway alone.
+    let r = run();
+    assert!(r.ok, "{r:?}");
+    assert!(r.stdout.starts_with("kept: expires "), "{r:?}");
+    assert_eq!(restarts(), 1);
+
+    // A token about to expire (on an indented line, as Docker reads it) is renewed; the restart
+    // fails, the unit fails, and the next run restarts the gateway.
+    let soon = token(&etc.join("gw1.keys.json"), "2d");
+    std::fs::write(
+        etc.join("gw1.env"),
+        format!("{endpoint}\n  config.service.auth=GatewayKey {soon}\n"),
+    )
+    .unwrap();
+    std::fs::write(&fail, "").unwrap();
+    let r = run();
+    assert!(!r.ok, "{r:?}");
+    assert!(
+        r.stdout.starts_with("renewed (expiring): expires "),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("error: InvalidArgument: --deploy-hook"),
+        "{r:?}"
+    );
+    assert_eq!(restarts(), 2);
+    assert_eq!(markers(&etc).len(), 1, "{:?}", markers(&etc));
+    std::fs::remove_file(&fail).unwrap();
+    let r = run();
+    assert!(r.ok, "{r:?}");
+    assert!(r.stdout.starts_with("kept: expires "), "{r:?}");
+    assert_eq!(restarts(), 3, "the failed restart is retried");
+    assert!(markers(&etc).is_empty(), "{:?}", markers(&etc));
+    let r = run();
+    assert!(r.ok && r.stdout.starts_with("kept: "), "{r:?}");
+    assert_eq!(restarts(), 3);
+}
+
+/// The CronJob of the README: its image, command and script.
+struct CronJob {
+    image: String,
+    command: Vec<String>,
+    script: String,
+}
+
+fn cronjob() -> CronJob {
+    let objects = kubernetes_objects();
+    let jobs = named(&objects, "CronJob");
+    let job = jobs
+        .iter()
+        .find(|j| str_at(j, &["metadata", "name"]) == Some("gw1-token-renewal"))
+        .expect("the CronJob gw1-token-renewal");
+    let container = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let args = strings(&container["args"]);
+    assert_eq!(args.len(), 1, "{args:?}");
+    CronJob {
+        image: str_at(container, &["image"]).unwrap().to_owned(),
+        command: strings(&container["command"]),
+        script: args.into_iter().next().unwrap(),
+    }
+}
+
+/// The final stage of examples/Dockerfile: its base image, and the commands it copies into
+/// `/usr/local/bin`.
+fn final_stage() -> (String, Vec<String>) {
+    let dockerfile = std::fs::read_to_string("examples/Dockerfile").unwrap();
+    let mut base = String::new();
+    let mut copied = Vec::new();
+    for (keyword, rest) in instructions(&dockerfile) {
+        match keyword.as_str() {
+            "FROM" => {
+                base = rest.split_whitespace().next().unwrap().to_owned();
+                copied.clear();
+            }
+            "COPY" => {
+                let target = rest.split_whitespace().last().unwrap();
+                if let Some(name) = target.strip_prefix("/usr/local/bin/") {
+                    copied.push(name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    (base, copied)
+}
+
+/// What the final stage's Debian base provides besides its shell: coreutils.
+const DEBIAN_COREUTILS: &[&str] = &[
+    "base64", "basename", "cat", "chmod", "cp", "cut", "date", "dirname", "echo", "env", "false",
+    "head", "ln", "ls", "mkdir", "mktemp", "mv", "printf", "rm", "sleep", "sort", "tail", "tee",
+    "test", "touch", "tr", "true", "wc",
+];
+
+#[test]
+fn the_cronjob_runs_the_image_examples_dockerfile_builds() {
+    let job = cronjob();
+    let readme = readme();
+    let dockerfile = std::fs::read_to_string("examples/Dockerfile").unwrap();
+    // One tag: the CronJob's image is what the README and the Dockerfile tell you to build.
+    let build = format!("docker build -f examples/Dockerfile -t {} .", job.image);
+    assert!(readme.contains(&build), "README lacks: {build}");
+    assert!(
+        dockerfile.contains(&build),
+        "examples/Dockerfile lacks: {build}"
+    );
+    let repository = job.image.rsplit_once(':').unwrap().0;
+    for text in [&readme, &dockerfile] {
+        for (at, _) in text.match_indices(&format!("{repository}:")) {
+            let rest = &text[at + repository.len() + 1..];
+            let tag: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || ".-_".contains(*c))
+                .collect();
+            assert_eq!(
+                format!("{repository}:{tag}"),
+                job.image,
+                "another tag of the job's image"
+            );
+        }
+    }
+    // The final stage holds what the script calls: the shell of its command (and of renew's
+    // deploy hook), apim-sas and kubectl; and no jq.
+    assert_eq!(job.command, ["/bin/sh", "-euc"]);
+    let (base, copied) = final_stage();
+    assert!(
+        base.starts_with("debian:") && base.ends_with("-slim"),
+        "{base}: a base without /bin/sh and coreutils"
+    );
+    for needed in ["apim-sas", "kubectl"] {
+        assert!(copied.iter().any(|c| c == needed), "{copied:?}");
+    }
+    assert!(job.script.contains("apim-sas renew "), "{}", job.script);
+    assert!(job.script.contains("--form k8s-secret"), "{}", job.script);
+    assert!(!job.script.contains("jq"), "{}", job.script);
+    assert!(!dockerfile.contains("jq "), "the image installs jq");
+    assert!(!readme.contains("| jq"), "a recipe pipes into jq");
+}
+
+/// A fake `kubectl` and the API server behind it: `get` prints the stored Secret (as kubectl
+/// prints it) or fails as for a Secret that does not exist, `apply -f FILE` keeps the file,
+/// `rollout restart` is recorded. `apply` and `rollout` fail while `fail-apply` or
+/// `fail-rollout` exists.
+struct Cluster {
+    state: PathBuf,
+    resource_version: u32,
+}
+
+impl Cluster {
+    fn new(state: &Path, bin: &Path) -> Cluster {
+        std::fs::create_dir_all(state).unwrap();
+        let fake = r#"#!/bin/sh
+PATH=/usr/bin:/bin
+state='STATE'
+echo "$*" >> "$state/kubectl.log"
+case "$*" in
+  "get secret gw1-token -n apim -o json")
+    if [ -f "$state/secret.json" ]; then cat "$state/secret.json"; exit 0; fi
+    echo 'Error from server (NotFound): secrets "gw1-token" not found' >&2
+    exit 1 ;;
+  "apply -f "*)
+    [ $# -eq 3 ] || exit 64
+    if [ -e "$state/fail-apply" ]; then echo 'error: the server is unreachable' >&2; exit 1; fi
+    cp "$3" "$state/applied.json"
+    echo 'secret/gw1-token configured' ;;
+  "rollout restart deployment/apim-gw1-azure-api-management-gateway -n apim")
+    if [ -e "$state/fail-rollout" ]; then echo 'error: the server is unreachable' >&2; exit 1; fi
+    echo 'deployment.apps/apim-gw1-azure-api-management-gateway restarted' ;;
+  *)
+    echo "fake kubectl: unexpected arguments: $*" >&2
+    exit 64 ;;
+esac
+"#;
+        executable(
+            &bin.join("kubectl"),
+            &fake.replace("STATE", state.to_str().unwrap()),
+        );
+        Cluster {
+            state: state.to_owned(),
+            resource_version: 1000,
+        }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.state.join(name)
+    }
+
+    /// The verbs of the kubectl calls since the last look.
+    fn calls(&self) -> Vec<String> {
+        let log = self.file("kubectl.log");
+        let calls = lines_of(&log)
+            .iter()
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_owned())
+            .collect();
+        let _ = std::fs::remove_file(&log);
+        calls
+    }
+
+    /// What `apply` sent, taken in by the server; `None` when nothing was applied.
+    fn take_applied(&mut self) -> Option<serde_json::Value> {
+        let applied = self.file("applied.json");
+        let text = std::fs::read_to_string(&applied).ok()?;
+        std::fs::remove_file(&applied).unwrap();
+        let sent: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("kubectl apply of a file that is not JSON ({e}): {text}"));
+        let mut stored = sent.clone();
+        self.resource_version += 1;
+        let metadata = stored["metadata"].as_object_mut().unwrap();
+        metadata
+            .entry("uid")
+            .or_insert_with(|| "0b5f4e8e-2c1a-4a55-9d0e-3c7d0f1f8a11".into());
+        metadata
+            .entry("creationTimestamp")
+            .or_insert_with(|| "2026-01-01T00:00:00Z".into());
+        metadata.entry("managedFields").or_insert_with(
+            || serde_json::json!([{"manager": "kubectl-client-side-apply", "operation": "Update"}]),
+        );
+        metadata.insert(
+            "resourceVersion".into(),
+            self.resource_version.to_string().into(),
+        );
+        metadata
+            .entry("annotations")
+            .or_insert_with(|| serde_json::json!({}))
+            .as_object_mut()
+            .unwrap()
+            .entry("example.com/owner")
+            .or_insert_with(|| "platform".into());
+        stored.as_object_mut().unwrap().remove("stringData");
+        self.store(&stored);
+        Some(sent)
+    }
+
+    /// Stores `secret` as `kubectl get -o json` prints it: keys in order, 4-space indentation.
+    fn store(&self, secret: &serde_json::Value) {
+        use serde::Serialize;
+        let mut text = Vec::new();
+        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut serializer = serde_json::Serializer::with_formatter(&mut text, formatter);
+        secret.serialize(&mut serializer).unwrap();
+        text.push(b'\n');
+        std::fs::write(self.file("secret.json"), text).unwrap();
+    }
+
+    fn secret(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.file("secret.json")).unwrap()).unwrap()
+    }
+
+    /// The stored Secret's token, `GatewayKey <token>`.
+    fn value(&self) -> String {
+        base64_decode(self.secret()["data"]["gateway-key"].as_str().unwrap())
+    }
+
+    /// The stored Secret now holds `GatewayKey <token>`.
+    fn set_token(&self, token: &str) {
+        let inspected: serde_json::Value =
+            serde_json::from_str(&apim_sas(&["inspect", "--output", "json", token], "")).unwrap();
+        let mut secret = self.secret();
+        secret["metadata"]["annotations"]["apim-sas/expiry"] = inspected["expiry"].clone();
+        secret["data"]["gateway-key"] =
+            base64_encode(format!("GatewayKey {token}").as_bytes()).into();
+        self.store(&secret);
+    }
+
+    fn fail(&self, what: &str, on: bool) {
+        let flag = self.file(&format!("fail-{what}"));
+        if on {
+            std::fs::write(flag, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(flag);
+        }
+    }
+}
+
+#[test]
+fn the_cronjob_renews_applies_and_restarts_exactly_when_due() {
+    let job = cronjob();
+    let root = tempfile::tempdir().unwrap();
+    // What the pod mounts: the keys Secret (0440, as the README's defaultMode 288 gives).
+    let keys = root.path().join("keys/keys.json");
+    sample_keys(&keys, 0o440);
+    // The image's PATH: what examples/Dockerfile's final stage provides, and nothing else.
+    let image_bin = root.path().join("image/usr/local/bin");
+    std::fs::create_dir_all(&image_bin).unwrap();
+    let (_, copied) = final_stage();
+    for name in &copied {
+        match name.as_str() {
+            "apim-sas" => {
+                std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_apim-sas"), image_bin.join(name))
+                    .unwrap()
+            }
+            "kubectl" => {}
+            other => panic!("the image copies {other}, which this test does not know"),
+        }
+    }
+    let base_bin = root.path().join("image/bin");
+    std::fs::create_dir_all(&base_bin).unwrap();
+    for name in DEBIAN_COREUTILS {
+        for dir in ["/usr/bin", "/bin"] {
+            let host = Path::new(dir).join(name);
+            if host.exists() {
+                std::os::unix::fs::symlink(&host, base_bin.join(name)).unwrap();
+                break;
+            }
+        }
+    }
+    let mut cluster = Cluster::new(&root.path().join("cluster"), &image_bin);
+    let path = std::env::join_paths([&image_bin, &base_bin]).unwrap();
+    // One pod: a fresh emptyDir at /tmp (or `tmp`, a volume that outlives the pods).
+    let pods = std::cell::Cell::new(0);
+    let run_in = |tmp: &Path| {
+        std::fs::create_dir_all(tmp).unwrap();
+        let script = job
+            .script
+            .replace("/tmp/", &format!("{}/", tmp.display()))
+            .replace("/keys/", &format!("{}/", keys.parent().unwrap().display()));
+        ran(Command::new(&job.command[0])
+            .args(&job.command[1..])
+            .arg(&script)
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", tmp)
+            .output()
+            .unwrap())
+    };
+    let pod = || {
+        pods.set(pods.get() + 1);
+        run_in(&root.path().join(format!("pod{}", pods.get())))
+    };
+    let soon = || token(&keys, "2d");
+    let verbs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // No Secret yet: renew writes one, the hook creates it and rolls the gateway.
+    let r = pod();
+    assert!(r.ok, "{r:?}");
+    assert!(r.stdout.starts_with("renewed (missing): expires "), "{r:?}");
+    assert_eq!(
+        cluster.calls(),
+        verbs(&["get", "apply", "rollout"]),
+        "{r:?}"
+    );
+    let sent = cluster.take_applied().expect("a Secret applied");
+    assert_eq!(sent["apiVersion"], "v1");
+    assert_eq!(sent["kind"], "Secret");
+    assert_eq!(sent["type"], "Opaque");
+    assert_eq!(sent["metadata"]["name"], "gw1-token");
+    assert_eq!(sent["metadata"]["namespace"], "apim");
+    let value = cluster.value();
+    assert!(value.starts_with("GatewayKey gw1&"), "{value}");
+    assert!(verifies(&keys, &value), "{value}");
+
+    // The Secret is good: kept, byte for byte, and nothing applied or restarted.
+    let r = pod();
+    assert!(r.ok, "{r:?}");
+    assert!(r.stdout.starts_with("kept: expires "), "{r:?}");
+    assert_eq!(cluster.calls(), verbs(&["get"]), "{r:?}");
+    assert_eq!(
+        std::fs::read(
+            root.path()
+                .join(format!("pod{}/gw1-token.json", pods.get()))
+        )
+        .unwrap(),
+        std::fs::read(cluster.file("secret.json")).unwrap()
+    );
+
+    // A token about to expire: renewed in the Secret as the server holds it, every server field
+    // kept, then applied, and the gateway rolled.
+    cluster.set_token(&soon());
+    let before = cluster.secret();
+    let r = pod();
+    assert!(r.ok, "{r:?}");
+    assert!(
+        r.stdout.starts_with("renewed (expiring): expires "),
+        "{r:?}"
+    );
+    assert_eq!(
+        cluster.calls(),
+        verbs(&["get", "apply", "rollout"]),
+        "{r:?}"
+    );
+    let sent = cluster.take_applied().unwrap();
+    for field in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "managedFields",
+    ] {
+        assert_eq!(
+            sent["metadata"][field], before["metadata"][field],
+            "{field}"
+        );
+    }
+    assert_eq!(
+        sent["metadata"]["annotations"]["example.com/owner"],
+        "platform"
+    );
+    let expiry = r.stdout.trim().rsplit(' ').next().unwrap();
+    assert_eq!(sent["metadata"]["annotations"]["apim-sas/expiry"], expiry);
+    assert_ne!(before["metadata"]["annotations"]["apim-sas/expiry"], expiry);
+    assert!(verifies(&keys, &cluster.value()));
+    assert_ne!(sent["data"], before["data"]);
+
+    // A failed apply: the job fails, the server keeps the old token, so the next pod renews
+    // again and runs the whole hook.
+    cluster.set_token(&soon());
+    let old = cluster.value();
+    cluster.fail("apply", true);
+    let r = pod();
+    assert!(!r.ok, "{r:?}");
+    assert!(
+        r.stderr.contains("error: InvalidArgument: --deploy-hook"),
+        "{r:?}"
+    );
+    assert_eq!(cluster.calls(), verbs(&["get", "apply"]), "{r:?}");
+    assert!(cluster.take_applied().is_none());
+    assert_eq!(cluster.value(), old);
+    cluster.fail("apply", false);
+    let r = pod();
+    assert!(r.ok, "{r:?}");
+    assert!(
+        r.stdout.starts_with("renewed (expiring): expires "),
+        "{r:?}"
+    );
+    assert_eq!(
+        cluster.calls(),
+        verbs(&["get", "apply", "rollout"]),
+        "{r:?}"
+    );
+    cluster.take_applied().unwrap();
+
+    // A failed rollout after a good apply is NOT retried by the next pod: its /tmp is new, so
+    // the marker is gone, and the Secret on the server is fresh (the README says so).
+    cluster.set_token(&soon());
+    cluster.fail("rollout", true);
+    let r = pod();
+    assert!(!r.ok, "{r:?}");
+    assert_eq!(
+        cluster.calls(),
+        verbs(&["get", "apply", "rollout"]),
+        "{r:?}"
+    );
+    cluster.take_applied().unwrap();
+    cluster.fail("rollout", false);
+    let r = pod();
+    assert!(r.ok, "{r:?}");
+    assert!(r.stdout.starts_with("kept: expires "), "{r:?}");
+    assert_eq!(cluster.calls(), verbs(&["get"]), "{r:?}");
+
+    // With the file on a volume that outlives the pods, the marker survives and the next run
+    // applies and rolls again; the run after that does neither.
+    let state = root.path().join("state");
+    cluster.set_token(&soon());
+    cluster.fail("rollout", true);
+    let r = run_in(&state);
+    assert!(!r.ok, "{r:?}");
+    assert_eq!(
+        cluster.calls(),
+        verbs(&["get", "apply", "rollout"]),
+        "{r:?}"
+    );
+    cluster.take_applied().unwrap();
+    assert_eq!(markers(&state).len(), 1, "{:?}", markers(&state));
+    cluster.fail("rollout", false);
+    let r = run_in(&state);
+    assert!(r.ok, "{r:?}");
+    assert!(r.stdout.starts_with("kept: expires "), "{r:?}");
+    assert_eq!(
+        cluster.calls(),
+        verbs(&["get", "apply", "rollout"]),
+        "{r:?}"
+    );
+    cluster.take_applied().unwrap();
+    assert!(markers(&state).is_empty(), "{:?}", markers(&state));
+    let r = run_in(&state);
+    assert!(r.ok && r.stdout.starts_with("kept: "), "{r:?}");
+    assert_eq!(cluster.calls(), verbs(&["get"]), "{r:?}");
+}
+
+#[test]
+fn the_monitoring_script_reads_the_env_file_as_renew_and_docker_do() {
+    let script = sh_block("textfile_collector");
+    assert!(!script.contains("sed "), "{script}");
+    let root = tempfile::tempdir().unwrap();
+    let etc = root.path().join("etc/apim");
+    let textfiles = root.path().join("textfile_collector");
+    std::fs::create_dir_all(&textfiles).unwrap();
+    let keys = etc.join("gw1.keys.json");
+    sample_keys(&keys, 0o600);
+    let installed = root.path().join("usr/local/sbin/apim-gw1-metrics");
+    executable(
+        &installed,
+        &script
+            .replace("/etc/apim/", &format!("{}/", etc.display()))
+            .replace(
+                "/var/lib/node_exporter/textfile_collector/",
+                &format!("{}/", textfiles.display()),
+            ),
+    );
+    let run = || {
+        ran(Command::new(&installed)
+            .env("PATH", path_with(&[]))
+            .output()
+            .unwrap())
+    };
+    // Two auth lines, the last one indented: Docker and renew read the last, without its
+    // indentation.
+    let (first, last) = (token(&keys, "1d"), token(&keys, "20d"));
+    std::fs::write(
+        etc.join("gw1.env"),
+        format!(
+            "config.service.endpoint=apim-example.configuration.azure-api.net\n\
+             config.service.auth=GatewayKey {first}\n  config.service.auth=GatewayKey {last}\n"
+        ),
+    )
+    .unwrap();
+    let r = run();
+    assert!(r.ok, "{r:?}");
+    let prom = textfiles.join("apim_gw1.prom");
+    let want = apim_sas(
+        &[
+            "inspect",
+            "--output",
+            "prometheus",
+            "--label",
+            "env=prod",
+            "-",
+        ],
+        &last,
+    );
+    assert_eq!(std::fs::read_to_string(&prom).unwrap(), want);
+    let leftovers: Vec<_> = std::fs::read_dir(&textfiles).unwrap().flatten().collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    // No auth line: the metric disappears.
+    std::fs::write(
+        etc.join("gw1.env"),
+        "config.service.endpoint=apim-example.configuration.azure-api.net\n",
+    )
+    .unwrap();
+    let r = run();
+    assert!(r.ok, "{r:?}");
+    assert!(!prom.exists());
+    assert_eq!(std::fs::read_dir(&textfiles).unwrap().count(), 0);
 }
