@@ -143,9 +143,10 @@ pub(crate) fn check(form: Form, bytes: &[u8]) -> Result<(), String> {
         }
         Content::Yaml { secret: false } => format!("it holds YAML, not {file}"),
         Content::DockerEnv => "it looks like a Docker env file: use --form docker-env".to_owned(),
-        Content::Lines(n) => {
+        Content::Lines(n) if form == Form::Token => {
             format!("it holds {n} non-blank lines, not {file} (a token file holds one token)")
         }
+        Content::Lines(n) => format!("it holds {n} non-blank lines, not {file}"),
         Content::OneLine { token_like: true } => {
             "it looks like a token file (one token): use --form token".to_owned()
         }

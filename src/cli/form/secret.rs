@@ -221,9 +221,65 @@ fn write(value: &Value, style: &Style) -> Result<Vec<u8>, String> {
             }
             Ok(out)
         }
-        Style::Yaml => serde_norway::to_string(value)
-            .map(String::into_bytes)
-            .map_err(|e| e.to_string()),
+        Style::Yaml => {
+            let mut out = String::new();
+            yaml(value, 0, &mut out);
+            Ok(out.into_bytes())
+        }
+    }
+}
+
+/// Whether a string can be written as a plain YAML scalar that every reader (YAML 1.1 and 1.2)
+/// reads back as that string: a letter first (no number, date or timestamp), then letters,
+/// digits and `._/-`, and none of the words YAML 1.1 reads as booleans or null.
+fn is_plain(text: &str) -> bool {
+    const WORDS: [&str; 11] = [
+        "y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf",
+    ];
+    text.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b))
+        && !WORDS.iter().any(|word| text.eq_ignore_ascii_case(word))
+}
+
+/// YAML in the style `mint --output k8s-secret` writes: block mappings indented by two spaces;
+/// strings plain where no reader could take them for anything else, otherwise double-quoted
+/// (JSON's string syntax is a subset of YAML's), so that no reader takes `2026-06-14T00:00:00Z`
+/// for a timestamp or `yes` for a boolean; sequences and empty mappings in flow style (JSON,
+/// which YAML reads as it is).
+fn yaml(value: &Value, indent: usize, out: &mut String) {
+    let map = match value {
+        Value::Object(map) if !map.is_empty() => map,
+        Value::String(text) if is_plain(text) => {
+            out.push_str(text);
+            out.push('\n');
+            return;
+        }
+        _ => {
+            out.push_str(&serde_json::to_string(value).unwrap_or_default());
+            out.push('\n');
+            return;
+        }
+    };
+    for (key, item) in map {
+        out.extend(std::iter::repeat_n(' ', indent));
+        if is_plain(key) {
+            out.push_str(key);
+        } else {
+            out.push_str(&serde_json::to_string(key).unwrap_or_default());
+        }
+        out.push(':');
+        match item {
+            Value::Object(inner) if !inner.is_empty() => {
+                out.push('\n');
+                yaml(item, indent + 2, out);
+            }
+            _ => {
+                out.push(' ');
+                yaml(item, indent, out);
+            }
+        }
     }
 }
 
@@ -311,6 +367,26 @@ mod tests {
         assert_eq!(value["stringData"]["value"], "new");
         assert_eq!(value["data"]["value"], "bmV3");
         assert_eq!(value["metadata"]["annotations"][EXPIRY_ANNOTATION], "t");
+    }
+
+    #[test]
+    fn yaml_strings_stay_strings() {
+        let yaml_in = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: gw1-token\n  labels: {}\n  finalizers: [a, b]\ndata:\n  value: b2xk\n";
+        let after = renewed(
+            Some(yaml_in.as_bytes()),
+            "value",
+            "new",
+            "2026-06-14T00:00:00Z",
+            &NEW,
+        )
+        .unwrap();
+        let expected = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: gw1-token\n  labels: {}\n  finalizers: [\"a\",\"b\"]\n  annotations:\n    apim-sas/expiry: \"2026-06-14T00:00:00Z\"\ndata:\n  value: bmV3\n";
+        assert_eq!(String::from_utf8(after.clone()).unwrap(), expected);
+        let back: Value = serde_norway::from_slice(&after).unwrap();
+        assert_eq!(
+            back["metadata"]["annotations"][EXPIRY_ANNOTATION],
+            "2026-06-14T00:00:00Z"
+        );
     }
 
     #[test]
