@@ -97,11 +97,16 @@ impl Server {
     }
 
     fn try_start(args: &[&str]) -> Result<Server, (Option<ExitStatus>, String)> {
+        Server::try_start_with(args, Stdio::null())
+    }
+
+    /// As `try_start`, with `stdin` as the server's stdin (`--keystore -` reads its keys there).
+    fn try_start_with(args: &[&str], stdin: Stdio) -> Result<Server, (Option<ExitStatus>, String)> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
             .args(["serve", "--listen", "127.0.0.1:0", "--now", NOW])
             .args(args)
             .env_remove("APIM_SAS_KEY")
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -603,6 +608,14 @@ fn verify_answers_200_with_who_it_was_and_401_with_the_code() {
         .replace(
             "apim_sas_keystore_reloads counter",
             "apim_sas_keystore_reloads_total counter",
+        )
+        .replace(
+            "apim_sas_log_lines_dropped Log",
+            "apim_sas_log_lines_dropped_total Log",
+        )
+        .replace(
+            "apim_sas_log_lines_dropped counter",
+            "apim_sas_log_lines_dropped_total counter",
         );
     assert_eq!(renamed.strip_suffix("# EOF\n"), Some(text.as_str()));
 
@@ -730,6 +743,7 @@ fn assert_prometheus_0_0_4(text: &str) {
                 "apim_sas_keystore_last_reload_success_timestamp_seconds",
                 "gauge"
             ),
+            ("apim_sas_log_lines_dropped_total", "counter"),
         ]
     );
 }
@@ -863,15 +877,10 @@ fn a_connection_without_a_complete_head_is_closed_after_10_seconds_by_default() 
 
 #[test]
 fn readiness_waits_for_the_keys() {
-    // A key file that cannot be read yet: a FIFO nobody writes to until the test does.
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("keystore.json");
-    let made = Command::new("mkfifo")
-        .args(["-m", "600", fifo.to_str().unwrap()])
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let server = Server::start_unready(&["--keystore", fifo.to_str().unwrap(), "--poll", "none"]);
+    // Keys that are not there yet: a keystore read from stdin, which the test writes later. (A
+    // FIFO at the key file's path is refused without waiting: tests/serve_hostile.rs.)
+    let mut server = Server::try_start_with(&["--keystore", "-"], Stdio::piped())
+        .unwrap_or_else(|(status, log)| panic!("exited ({status:?}):\n{log}"));
     let mut conn = server.conn();
     assert_eq!(conn.send(&request("GET", "/healthz", &[])).status, 200);
     let reply = conn.send(&request("GET", "/readyz", &[]));
@@ -879,7 +888,11 @@ fn readiness_waits_for_the_keys() {
     let good = day_token("gw1", "p1");
     assert_eq!(conn.send(&authorized("/verify", &good)).status, 503);
 
-    std::fs::write(&fifo, keystore(&[("gw1", "p1", None)])).unwrap();
+    let mut stdin = server.child.stdin.take().unwrap();
+    stdin
+        .write_all(keystore(&[("gw1", "p1", None)]).as_bytes())
+        .unwrap();
+    drop(stdin);
     let deadline = Instant::now() + Duration::from_secs(5);
     while conn.send(&request("GET", "/readyz", &[])).status != 200 {
         assert!(Instant::now() < deadline, "never ready:\n{}", server.log());
@@ -887,6 +900,33 @@ fn readiness_waits_for_the_keys() {
     }
     assert_eq!(conn.send(&authorized("/verify", &good)).status, 200);
     assert_eq!(server.metric("apim_sas_keystore_gateways"), 1.0);
+}
+
+/// A first load that does not finish within its deadline (5 s: keys that never arrive on stdin)
+/// is a bad key source at start: exit 2 with `InvalidKeyFile`, not a service that is never ready.
+#[test]
+fn a_first_load_past_its_deadline_exits_2() {
+    let started = Instant::now();
+    let mut server = Server::try_start_with(&["--keystore", "-"], Stdio::piped())
+        .unwrap_or_else(|(status, log)| panic!("exited ({status:?}):\n{log}"));
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still running:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(2), "{}", server.log());
+    std::thread::sleep(Duration::from_millis(100));
+    let log = server.log();
+    assert!(
+        log.contains("InvalidKeyFile") && log.contains("took more than 5 s"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -1428,6 +1468,7 @@ fn json_logs_are_one_object_per_line() {
             "level": "INFO",
             "message": format!("listening on http://{}", server.addr),
             "headers": "x-apim-token,authorization",
+            "max_connections": 2048,
         })
     );
     let refused = lines.iter().find(|l| l["message"] == "refused").unwrap();

@@ -51,7 +51,11 @@ fn shown(path: &Path) -> std::borrow::Cow<'_, str> {
 /// Reads a key file (or stdin for `-`) into memory that is wiped on drop; warns when others can
 /// read it. The buffer is allocated once at its final size, so no unwiped copy is left behind by
 /// a reallocation.
-fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
+///
+/// Only a regular file is read: the file is opened without blocking (a FIFO's open would wait
+/// for a writer) and its type checked before a byte is read, so that a FIFO or a device at the
+/// path is refused at once instead of stalling the command, or `serve`'s reloads.
+fn read_secret(path: &Path, warn: Warn<'_>) -> Result<Zeroizing<Vec<u8>>, Failure> {
     let mut bytes = Zeroizing::new(Vec::with_capacity(KEY_FILE_LIMIT + 2));
     let limit = KEY_FILE_LIMIT as u64 + 1;
     if path == Path::new("-") {
@@ -61,8 +65,8 @@ fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
             .read_to_end(&mut bytes)
             .map_err(|e| key_file_error(path, e))?;
     } else {
-        let file = std::fs::File::open(path).map_err(|e| key_file_error(path, e))?;
-        warn_if_readable_by_others(path, &file);
+        let file = open_regular(path)?;
+        warn_if_readable_by_others(path, &file, warn);
         file.take(limit)
             .read_to_end(&mut bytes)
             .map_err(|e| key_file_error(path, e))?;
@@ -76,29 +80,62 @@ fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
     Ok(bytes)
 }
 
+/// Opens `path` for reading without blocking, and refuses anything but a regular file.
+fn open_regular(path: &Path) -> Result<std::fs::File, Failure> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK (rustix names the flag; the value is the platform's): a FIFO's open
+        // returns at once. Reads of a regular file ignore it.
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = options.open(path).map_err(|e| key_file_error(path, e))?;
+    let kind = file
+        .metadata()
+        .map_err(|e| key_file_error(path, e))?
+        .file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, a socket or a device)"
+        };
+        return Err(key_file_error(
+            path,
+            format_args!("{what}; refused without reading it"),
+        ));
+    }
+    Ok(file)
+}
+
+/// Where warnings about key files go: stderr for the commands, the log for `serve`.
+pub(crate) type Warn<'a> = &'a mut dyn FnMut(String);
+
 /// The text of a key file, without a leading byte-order mark.
 fn text_of<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, Failure> {
     std::str::from_utf8(strip_bom(bytes)).map_err(|_| key_file_error(path, "not UTF-8 text"))
 }
 
 #[cfg(unix)]
-fn warn_if_readable_by_others(path: &Path, file: &std::fs::File) {
+fn warn_if_readable_by_others(path: &Path, file: &std::fs::File, warn: Warn<'_>) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = file.metadata() {
         let mode = meta.permissions().mode() & 0o777;
         if meta.is_file() && mode & 0o044 != 0 {
-            eprintln!(
-                "warning: key file {} is readable by group or others (mode {mode:03o}); \
-                 restrict it with: chmod 600 {}",
+            warn(format!(
+                "key file {} is readable by group or others (mode {mode:03o}); restrict it \
+                 with: chmod 600 {}",
                 path.display(),
                 path.display()
-            );
+            ));
         }
     }
 }
 
 #[cfg(not(unix))]
-fn warn_if_readable_by_others(_: &Path, _: &std::fs::File) {}
+fn warn_if_readable_by_others(_: &Path, _: &std::fs::File, _: Warn<'_>) {}
 
 /// Adds the file's path to a parse error from the library, keeping its code.
 fn in_file(path: &Path, err: apim_sas::Error) -> Failure {
@@ -122,10 +159,15 @@ fn with_hint(failure: Failure, hint: std::fmt::Arguments<'_>) -> Failure {
     }
 }
 
-/// Loads the one key source given, or `APIM_SAS_KEY`.
+/// Loads the one key source given, or `APIM_SAS_KEY`; warnings go to stderr.
 pub(crate) fn load(source: &KeySource) -> Result<Keys, Failure> {
+    load_with(source, &mut |warning| eprintln!("warning: {warning}"))
+}
+
+/// Loads the one key source given, or `APIM_SAS_KEY`, handing warnings to `warn`.
+pub(crate) fn load_with(source: &KeySource, warn: Warn<'_>) -> Result<Keys, Failure> {
     if let Some(path) = &source.key_file {
-        let bytes = read_secret(path)?;
+        let bytes = read_secret(path, warn)?;
         let text = text_of(path, &bytes)?.trim();
         return match GatewayKey::new(text) {
             Ok(key) => Ok(Keys::Single(key)),
@@ -138,7 +180,7 @@ pub(crate) fn load(source: &KeySource) -> Result<Keys, Failure> {
         };
     }
     if let Some(path) = &source.keys {
-        let bytes = read_secret(path)?;
+        let bytes = read_secret(path, warn)?;
         let text = text_of(path, &bytes)?;
         return match KeyPair::from_json(text) {
             Ok(pair) => Ok(Keys::Pair(pair)),
@@ -154,7 +196,7 @@ pub(crate) fn load(source: &KeySource) -> Result<Keys, Failure> {
         };
     }
     if let Some(path) = &source.keystore {
-        let bytes = read_secret(path)?;
+        let bytes = read_secret(path, warn)?;
         let text = text_of(path, &bytes)?;
         let is_toml = path
             .extension()

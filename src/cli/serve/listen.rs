@@ -1,10 +1,16 @@
 //! Listening: accepting connections, their limits, and the signals that stop the service.
 
-use std::time::Duration;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::answers::Routes;
@@ -19,49 +25,217 @@ pub(super) const MAX_HEAD: usize = 16 * 1024;
 /// (Envoy's own default limit is 100).
 pub(super) const MAX_HEADERS: usize = 256;
 
-/// Accepts connections until `stop` fires, then lets the ones in flight finish within `drain`.
+/// What bounds the connections: how many may be open, and how long one may make no progress.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) head_timeout: Duration,
+    pub(super) idle_timeout: Duration,
+    pub(super) max_connections: usize,
+    pub(super) drain: Duration,
+}
+
+/// The default of `--max-connections`: far above what a gateway keeps open to its neighbour
+/// (nginx's `keepalive 16`), and with hyper's buffers about 25 KiB each at most
+/// (`tests/serve_hostile.rs` prints the figure) within a 64 MiB sidecar's memory.
+pub(super) const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+
+/// File descriptors kept free of connections: the listener, the key file, stdio, the runtime.
+const SPARE_FDS: u64 = 64;
+
+/// Raises the soft limit of open files to the hard one (systemd's default soft limit is 1,024;
+/// its hard limit is far higher) and returns the soft limit now in force, `None` where it is
+/// unknown.
+pub(super) fn raise_fd_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => limit.maximum,
+        Err(_) => limit.current,
+    }
+}
+
+/// The connections allowed: `asked` (or the default), no more than the file descriptors allow.
+pub(super) fn max_connections(asked: Option<usize>, fd_limit: Option<u64>) -> usize {
+    let wanted = asked.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    match fd_limit {
+        Some(fds) => {
+            let room = usize::try_from(fds.saturating_sub(SPARE_FDS)).unwrap_or(usize::MAX);
+            wanted.min(room.max(1))
+        }
+        None => wanted,
+    }
+}
+
+/// A connection's socket, counting its progress: every read or write that moved a byte.
+struct Progress<T> {
+    inner: T,
+    moved: Arc<AtomicU64>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Progress<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.moved.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Progress<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Returns once the connection has moved no byte for a whole `idle` period: an idle keep-alive
+/// connection, or a client that does not read its answers. So a connection is closed between
+/// `idle` and twice `idle` after its last progress.
+async fn stalled(moved: Arc<AtomicU64>, idle: Duration) {
+    let mut seen = moved.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(idle).await;
+        let now = moved.load(Ordering::Relaxed);
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+}
+
+/// `accept failed` at most once a second, with how many were not logged.
+struct AcceptErrors {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, e: &io::Error) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            self.unlogged += 1;
+            return;
+        }
+        warn!(error = %e, also_failed = self.unlogged, "accept failed");
+        self.last = Some(now);
+        self.unlogged = 0;
+    }
+}
+
+/// Accepts connections until `stop` fires, then lets the ones in flight finish within the
+/// drain. At most `max_connections` are open: when all are taken, no more are accepted (the
+/// kernel's backlog holds them) until one closes.
 pub(super) async fn accept(
     listener: TcpListener,
     routes: Routes,
-    head_timeout: Duration,
-    drain: Duration,
+    limits: Limits,
     stop: oneshot::Receiver<()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
+        .header_read_timeout(limits.head_timeout)
         .max_buf_size(MAX_HEAD)
-        .max_headers(MAX_HEADERS);
+        .max_headers(MAX_HEADERS)
+        // A client that shuts down its side after its request still gets the answer.
+        .half_close(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut errors = AcceptErrors {
+        last: None,
+        unlogged: 0,
+    };
     tokio::pin!(stop);
     loop {
-        tokio::select! {
+        let slot = tokio::select! {
             biased;
             _ = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let connection = http.serve_connection(TokioIo::new(stream), routes.clone());
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        // Timeouts, resets, heads too large (answered 431): the client's doing.
-                        if let Err(e) = connection.await {
-                            debug!(error = %e, "connection closed");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors, say: wait rather than spin.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
             },
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                let moved = Arc::new(AtomicU64::new(0));
+                let io = Progress {
+                    inner: stream,
+                    moved: Arc::clone(&moved),
+                };
+                let connection = http.serve_connection(TokioIo::new(io), routes.clone());
+                let connection = graceful.watch(connection);
+                let idle = limits.idle_timeout;
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    tokio::select! {
+                        // Timeouts, resets, heads too large (answered 431): the client's doing.
+                        closed = connection => if let Err(e) = closed {
+                            debug!(error = %e, "connection closed");
+                        },
+                        () = stalled(moved, idle) => debug!("connection closed: no progress"),
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                errors.failed(&e);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => info!("drained"),
-        () = tokio::time::sleep(drain) => warn!("drain deadline passed; closing the connections left"),
+        () = tokio::time::sleep(limits.drain) => warn!("drain deadline passed; closing the connections left"),
     }
 }
 

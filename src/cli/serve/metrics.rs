@@ -1,7 +1,7 @@
 //! The metrics registry: what `/metrics` exposes, and the handles the request path and the
 //! reloader update.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use apim_sas::layer::Verification;
@@ -20,6 +20,8 @@ use prometheus_client::registry::Registry;
 use tracing::info;
 
 use super::answers::{plain, Body};
+use super::log::RefusalBudget;
+use tracing_appender::non_blocking::ErrorCounter;
 
 /// The codes a presented token can be refused with.
 pub(super) const TOKEN_CODES: [ErrorKind; 10] = [
@@ -48,10 +50,18 @@ pub(super) struct Metrics {
     pub(super) reload_ok: Counter,
     pub(super) reload_error: Counter,
     last_reload_success: Gauge<f64, AtomicU64>,
+    /// Log lines dropped because stderr did not keep up (read from the log's queue at each
+    /// scrape), and refusal lines over the budget.
+    dropped_stalled: Counter,
+    dropped_rate: Counter,
+    log_queue: Option<ErrorCounter>,
+    dropped_synced: AtomicU64,
+    refusal_lines: RefusalBudget,
 }
 
 impl Metrics {
-    pub(super) fn new() -> Metrics {
+    /// `log_queue`: the log's count of dropped lines, `None` without one.
+    pub(super) fn new(log_queue: Option<ErrorCounter>) -> Metrics {
         let mut registry = Registry::default();
         let verifications = Family::<[(&'static str, &'static str); 1], Counter>::default();
         let valid = verifications.get_or_create(&[("result", "valid")]).clone();
@@ -94,6 +104,15 @@ impl Metrics {
             "When the keys in use were loaded, in seconds since the Unix epoch",
             last_reload_success.clone(),
         );
+        let dropped = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let dropped_stalled = dropped.get_or_create(&[("reason", "stalled")]).clone();
+        let dropped_rate = dropped.get_or_create(&[("reason", "rate")]).clone();
+        registry.register(
+            "apim_sas_log_lines_dropped",
+            "Log lines not written: stderr did not keep up (stalled), or refusal lines over the \
+             rate limit (rate)",
+            dropped,
+        );
         Metrics {
             registry,
             valid,
@@ -104,6 +123,11 @@ impl Metrics {
             reload_ok,
             reload_error,
             last_reload_success,
+            dropped_stalled,
+            dropped_rate,
+            log_queue,
+            dropped_synced: AtomicU64::new(0),
+            refusal_lines: RefusalBudget::new(),
         }
     }
 
@@ -122,12 +146,16 @@ impl Metrics {
                         .get_or_create(&[("result", kind.as_str())])
                         .inc(),
                 };
-                info!(
-                    code = error.code(),
-                    target = error.target(),
-                    path = verification.uri.path(),
-                    "refused"
-                );
+                if self.refusal_lines.take() {
+                    info!(
+                        code = error.code(),
+                        target = error.target(),
+                        path = verification.uri.path(),
+                        "refused"
+                    );
+                } else {
+                    self.dropped_rate.inc();
+                }
             }
         }
     }
@@ -143,6 +171,14 @@ impl Metrics {
 
     /// The metrics as Prometheus's text format, or as OpenMetrics to a scraper that asks for it.
     pub(super) fn exposition(&self, openmetrics: bool) -> Response<Body> {
+        if let Some(queue) = &self.log_queue {
+            let dropped = u64::try_from(queue.dropped_lines()).unwrap_or(u64::MAX);
+            // fetch_max: two scrapes at once count each dropped line once.
+            let counted = self.dropped_synced.fetch_max(dropped, Ordering::Relaxed);
+            if dropped > counted {
+                self.dropped_stalled.inc_by(dropped - counted);
+            }
+        }
         let mut text = String::with_capacity(4096);
         if encode(&mut text, &self.registry).is_err() {
             return plain(

@@ -14,7 +14,6 @@ mod metrics;
 mod reload;
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,14 +24,15 @@ use apim_sas::{ErrorKind, Verifier};
 use clap::{Args, ValueEnum};
 use http::header::HeaderName;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Mutex};
+use tokio::sync::oneshot;
 use tracing::info;
+use tracing_appender::non_blocking::ErrorCounter;
 
 use super::failure::Failure;
 use super::flags::{KeySource, VerifierFlags};
 use super::values;
 use answers::{Allow, App, Routes};
-use listen::{accept, terminated};
+use listen::{accept, terminated, Limits};
 use log::init_logging;
 use metrics::Metrics;
 use reload::{watch, Hangups, Keys, Reason, Reloader};
@@ -75,6 +75,16 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub(crate) workers: Option<usize>,
 
+    /// Connections open at once at most; more wait to be accepted [default: 2048, fewer if the
+    /// open-file limit is lower]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections: Option<usize>,
+
+    /// How long a connection may move no byte (an idle keep-alive connection, a client that does
+    /// not read its answers) before it is closed
+    #[arg(long, value_name = "DUR", default_value = "75s")]
+    pub(crate) idle_timeout: String,
+
     #[command(flatten)]
     pub(crate) keys: KeySource,
 }
@@ -91,11 +101,10 @@ pub(crate) enum LogFormat {
 struct Settings {
     listen: SocketAddr,
     headers: Vec<HeaderName>,
-    drain: Duration,
-    head_timeout: Duration,
+    limits: Limits,
+    max_connections: Option<usize>,
     poll: Option<Duration>,
     workers: Option<usize>,
-    log_format: LogFormat,
     fixed_now: Option<DateTime<Utc>>,
     keys: Keys,
 }
@@ -156,11 +165,23 @@ impl Settings {
         Ok(Settings {
             listen,
             headers,
-            drain: std_duration("--drain", &args.drain)?,
-            head_timeout: std_duration("--head-timeout", &args.head_timeout)?,
+            limits: Limits {
+                head_timeout: std_duration("--head-timeout", &args.head_timeout)?,
+                idle_timeout: std_duration("--idle-timeout", &args.idle_timeout)?,
+                drain: std_duration("--drain", &args.drain)?,
+                max_connections: listen::DEFAULT_MAX_CONNECTIONS,
+            },
+            max_connections: match args.max_connections {
+                Some(0) => {
+                    return Err(invalid(
+                        "maxConnections",
+                        "--max-connections: at least 1".to_owned(),
+                    ))
+                }
+                n => n,
+            },
             poll,
             workers: args.workers.filter(|&n| n > 0),
-            log_format: args.log_format,
             fixed_now,
             keys,
         })
@@ -173,8 +194,34 @@ fn cores() -> usize {
 
 /// Runs the service until SIGTERM or SIGINT; `fixed_now` (from `--now`) freezes the clock.
 pub(crate) fn run(args: ServeArgs, fixed_now: Option<DateTime<Utc>>) -> Result<u8, Failure> {
-    let settings = Settings::read(args, fixed_now)?;
-    init_logging(settings.log_format);
+    let log_format = args.log_format;
+    let logging = init_logging(log_format);
+    let result = Settings::read(args, fixed_now)
+        .and_then(|settings| start(settings, logging.as_ref().map(|l| l.dropped.clone())));
+    match result {
+        // Under --log-format json every line on stderr is a JSON record, the last one too.
+        Err(failure) if log_format == LogFormat::Json && logging.is_some() => {
+            let problem = &failure.problem;
+            tracing::error!(
+                code = problem.code(),
+                target = problem.target(),
+                "{}",
+                problem.message()
+            );
+            drop(logging);
+            Ok(failure.exit)
+        }
+        result => {
+            drop(logging);
+            result
+        }
+    }
+}
+
+/// Starts the runtime and serves until stopped.
+fn start(mut settings: Settings, log_queue: Option<ErrorCounter>) -> Result<u8, Failure> {
+    let fd_limit = listen::raise_fd_limit();
+    settings.limits.max_connections = listen::max_connections(settings.max_connections, fd_limit);
     let runtime = match settings.workers {
         Some(1) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -200,13 +247,13 @@ pub(crate) fn run(args: ServeArgs, fixed_now: Option<DateTime<Utc>>) -> Result<u
             format!("starting the runtime: {e}"),
         )
     })?;
-    let result = runtime.block_on(serve(settings));
+    let result = runtime.block_on(serve(settings, log_queue));
     // A key load still blocked (a key file on a stalled volume) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
     result
 }
 
-async fn serve(settings: Settings) -> Result<u8, Failure> {
+async fn serve(settings: Settings, log_queue: Option<ErrorCounter>) -> Result<u8, Failure> {
     // Signal handlers first: a SIGHUP or SIGTERM right after the address is printed must not
     // take the default action (ending the process).
     let mut hangups = Hangups::new();
@@ -226,7 +273,7 @@ async fn serve(settings: Settings) -> Result<u8, Failure> {
         )
     })?;
 
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(log_queue));
     let shared = SharedVerifier::new(Verifier::new(settings.keys.policy));
     let observer = Arc::clone(&metrics);
     let mut layer = VerifyLayer::new(shared.clone())
@@ -236,13 +283,7 @@ async fn serve(settings: Settings) -> Result<u8, Failure> {
         layer = layer.with_clock(move || now);
     }
     let watched = settings.keys.path().is_some();
-    let reloader = Arc::new(Reloader {
-        keys: settings.keys,
-        shared,
-        ready: AtomicBool::new(false),
-        metrics: Arc::clone(&metrics),
-        seen: Mutex::new(None),
-    });
+    let reloader = Arc::new(Reloader::new(settings.keys, shared, Arc::clone(&metrics)));
     let routes = Routes(Arc::new(App {
         verify: layer.layer(Allow),
         ready: Arc::clone(&reloader),
@@ -250,16 +291,11 @@ async fn serve(settings: Settings) -> Result<u8, Failure> {
     }));
 
     let (stop, stopped) = oneshot::channel();
-    let server = tokio::spawn(accept(
-        listener,
-        routes,
-        settings.head_timeout,
-        settings.drain,
-        stopped,
-    ));
+    let server = tokio::spawn(accept(listener, routes, settings.limits, stopped));
     let headers: Vec<&str> = settings.headers.iter().map(HeaderName::as_str).collect();
     info!(
         headers = headers.join(",").as_str(),
+        max_connections = settings.limits.max_connections,
         "listening on http://{addr}"
     );
 

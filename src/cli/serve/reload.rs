@@ -9,7 +9,7 @@ use std::time::Duration;
 use apim_sas::layer::SharedVerifier;
 use apim_sas::{ErrorKind, KeyType, Policy, Verifier};
 use tokio::sync::Mutex;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::metrics::Metrics;
 use crate::cli::failure::Failure;
@@ -25,8 +25,8 @@ pub(super) struct Keys {
 }
 
 impl Keys {
-    fn load(&self) -> Result<Verifier, Failure> {
-        keys::load(&self.source)?.verifier(self.id.as_deref(), self.only, self.policy)
+    fn load(&self, warn: keys::Warn<'_>) -> Result<Verifier, Failure> {
+        keys::load_with(&self.source, warn)?.verifier(self.id.as_deref(), self.only, self.policy)
     }
 
     /// What the flags alone say is wrong with the key source, found before the service listens:
@@ -87,24 +87,96 @@ impl Reason {
     }
 }
 
+/// How long one read of the key file (a load, or a look at its metadata) may take. Past it the
+/// reload fails, is counted and logged, and the service goes on with the keys it has; the read
+/// itself cannot be cancelled (a stalled network volume), so until it returns, later reloads
+/// fail at once instead of starting another.
+pub(super) const LOAD_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Loads the keys and swaps them in; one load at a time, so that a slow older load can never
 /// replace the keys a newer one stored.
 pub(super) struct Reloader {
-    pub(super) keys: Keys,
-    pub(super) shared: SharedVerifier,
+    keys: Keys,
+    shared: SharedVerifier,
     pub(super) ready: AtomicBool,
-    pub(super) metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// Held during a load; the key file as it was just before the last load began.
     pub(super) seen: Mutex<Option<Fingerprint>>,
+    /// Set while a read of the key file runs, on its blocking thread.
+    busy: Arc<AtomicBool>,
+    /// The key file's version whose warnings (group-readable) were logged: once per change.
+    warned: std::sync::Mutex<Option<Fingerprint>>,
+}
+
+/// Why a read of the key file gave no answer.
+#[derive(Debug)]
+enum Stalled {
+    /// An earlier read has not returned yet.
+    Busy,
+    /// This read did not return within [`LOAD_DEADLINE`].
+    Deadline,
+}
+
+impl Stalled {
+    fn problem(&self) -> Failure {
+        let message = match self {
+            Stalled::Busy => "an earlier read of the key file has not returned yet (a stalled \
+                              volume?); not reading it again until it does"
+                .to_owned(),
+            Stalled::Deadline => format!(
+                "reading the key file took more than {} s (a stalled volume?)",
+                LOAD_DEADLINE.as_secs()
+            ),
+        };
+        Failure::invocation(ErrorKind::InvalidKeyFile, "key", message)
+    }
 }
 
 impl Reloader {
-    /// The key file as it is now; none for `APIM_SAS_KEY` and stdin.
-    async fn fingerprint(&self) -> Option<Fingerprint> {
-        let path = self.keys.path()?.clone();
-        tokio::task::spawn_blocking(move || fingerprint(&path))
-            .await
-            .ok()
+    pub(super) fn new(keys: Keys, shared: SharedVerifier, metrics: Arc<Metrics>) -> Reloader {
+        Reloader {
+            keys,
+            shared,
+            ready: AtomicBool::new(false),
+            metrics,
+            seen: Mutex::new(None),
+            busy: Arc::new(AtomicBool::new(false)),
+            warned: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `read` on a blocking thread, at most one at a time, waiting at most
+    /// [`LOAD_DEADLINE`].
+    async fn blocking<T: Send + 'static>(
+        &self,
+        read: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Stalled> {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return Err(Stalled::Busy);
+        }
+        let busy = Arc::clone(&self.busy);
+        let task = tokio::task::spawn_blocking(move || {
+            let value = read();
+            busy.store(false, Ordering::Release);
+            value
+        });
+        match tokio::time::timeout(LOAD_DEADLINE, task).await {
+            Ok(Ok(value)) => Ok(value),
+            // The read panicked: its thread is gone, so no read is running.
+            Ok(Err(_)) => {
+                self.busy.store(false, Ordering::Release);
+                Err(Stalled::Deadline)
+            }
+            Err(_) => Err(Stalled::Deadline),
+        }
+    }
+
+    /// The key file as it is now; `Ok(None)` for `APIM_SAS_KEY` and stdin.
+    async fn fingerprint(&self) -> Result<Option<Fingerprint>, Stalled> {
+        let Some(path) = self.keys.path().cloned() else {
+            return Ok(None);
+        };
+        self.blocking(move || fingerprint(&path)).await.map(Some)
     }
 
     /// Loads the keys, noting in `seen` the key file as it was before it was read (so that a
@@ -113,18 +185,23 @@ impl Reloader {
         self: &Arc<Self>,
         seen: &mut Option<Fingerprint>,
     ) -> Result<usize, Failure> {
-        *seen = self.fingerprint().await;
-        let this = Arc::clone(self);
-        // Reading a file may block (a stalled volume, a FIFO): not on the runtime's threads.
-        let loaded = tokio::task::spawn_blocking(move || this.keys.load())
+        *seen = self
+            .fingerprint()
             .await
-            .map_err(|e| {
-                Failure::invocation(
-                    ErrorKind::InvalidKeyFile,
-                    "key",
-                    format!("loading the keys: {e}"),
-                )
-            })??;
+            .map_err(|stalled| stalled.problem())?;
+        let this = Arc::clone(self);
+        // Reading a file may block (a stalled volume): not on the runtime's threads, and not for
+        // longer than the deadline.
+        let (loaded, warnings) = self
+            .blocking(move || {
+                let mut warnings = Vec::new();
+                let loaded = this.keys.load(&mut |warning| warnings.push(warning));
+                (loaded, warnings)
+            })
+            .await
+            .map_err(|stalled| stalled.problem())?;
+        self.warn_once(seen, warnings);
+        let loaded = loaded?;
         let gateways = loaded.len();
         self.metrics.loaded(&loaded);
         self.shared.store(loaded);
@@ -132,11 +209,35 @@ impl Reloader {
         Ok(gateways)
     }
 
+    /// Logs the key file's warnings, once per version of the file.
+    fn warn_once(&self, version: &Option<Fingerprint>, warnings: Vec<String>) {
+        if warnings.is_empty() {
+            return;
+        }
+        let mut warned = self
+            .warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if version.is_some() && *warned == *version {
+            return;
+        }
+        warned.clone_from(version);
+        for warning in warnings {
+            warn!("{warning}");
+        }
+    }
+
     /// A reload after start: a failure keeps the keys in use.
     pub(super) async fn reload(self: Arc<Self>, reason: Reason) {
         let mut seen = self.seen.lock().await;
-        if reason == Reason::Poll && self.fingerprint().await == *seen {
-            return;
+        if reason == Reason::Poll {
+            match self.fingerprint().await {
+                Ok(now) if now == *seen => return,
+                // A stalled read was counted and logged when it stalled; polls wait for it
+                // quietly (SIGHUP still reports it).
+                Err(Stalled::Busy) => return,
+                _ => {}
+            }
         }
         let why = reason.as_str();
         match self.load(&mut seen).await {
@@ -160,7 +261,7 @@ impl Reloader {
 
 /// What identifies one version of the key file: where its symlinks lead (Kubernetes swaps a
 /// `..data` symlink to a new directory) and the target's inode, size and times.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Fingerprint {
     target: Option<PathBuf>,
     meta: Option<(u64, u64, u64, i64, i64, i64, i64)>,
