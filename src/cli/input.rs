@@ -37,6 +37,29 @@ pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
 pub(crate) fn trim(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
 }
+/// Opens `path` for reading without blocking, and refuses anything but a regular file before a
+/// byte is read: a FIFO's open would wait for a writer, and a device never ends. (`O_NONBLOCK`,
+/// which rustix names with the platform's value; reads of a regular file ignore it.)
+pub(crate) fn open_regular(path: &std::path::Path) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = options.open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(io::Error::other(if kind.is_dir() {
+            "a directory, not a file"
+        } else {
+            "not a regular file (a FIFO, a socket or a device); refused without reading it"
+        }));
+    }
+    Ok(file)
+}
+
 /// What a bounded read found.
 pub(crate) enum Read1 {
     /// The text, at most [`LINE_LIMIT`] bytes.

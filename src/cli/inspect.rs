@@ -176,7 +176,7 @@ fn from_file(
             ),
         ));
     }
-    let Some(bytes) = form::read(path, form)? else {
+    let Some(bytes) = form::read(path, path, form)? else {
         return Err(Failure::invocation(
             ErrorKind::UnreadableInput,
             "file",

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::failure::{Failure, Problem};
 use super::flags::KeySource;
-use super::input::strip_bom;
+use super::input::{open_regular, strip_bom};
 
 /// The environment variable read when no key file is given.
 pub(crate) const KEY_ENV: &str = "APIM_SAS_KEY";
@@ -65,7 +65,7 @@ fn read_secret(path: &Path, warn: Warn<'_>) -> Result<Zeroizing<Vec<u8>>, Failur
             .read_to_end(&mut bytes)
             .map_err(|e| key_file_error(path, e))?;
     } else {
-        let file = open_regular(path)?;
+        let file = open_regular(path).map_err(|e| key_file_error(path, e))?;
         warn_if_readable_by_others(path, &file, warn);
         file.take(limit)
             .read_to_end(&mut bytes)
@@ -78,36 +78,6 @@ fn read_secret(path: &Path, warn: Warn<'_>) -> Result<Zeroizing<Vec<u8>>, Failur
         ));
     }
     Ok(bytes)
-}
-
-/// Opens `path` for reading without blocking, and refuses anything but a regular file.
-fn open_regular(path: &Path) -> Result<std::fs::File, Failure> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // O_NONBLOCK (rustix names the flag; the value is the platform's): a FIFO's open
-        // returns at once. Reads of a regular file ignore it.
-        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
-    }
-    let file = options.open(path).map_err(|e| key_file_error(path, e))?;
-    let kind = file
-        .metadata()
-        .map_err(|e| key_file_error(path, e))?
-        .file_type();
-    if !kind.is_file() {
-        let what = if kind.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file (a FIFO, a socket or a device)"
-        };
-        return Err(key_file_error(
-            path,
-            format_args!("{what}; refused without reading it"),
-        ));
-    }
-    Ok(file)
 }
 
 /// Where warnings about key files go: stderr for the commands, the log for `serve`.

@@ -151,15 +151,7 @@ fn check_file(args: &RenewArgs) -> Result<(Target, Option<Vec<u8>>), Failure> {
         .check_not_key_file(args.keys.files())
         .map_err(refused)?;
     let bytes = match &target.metadata {
-        Some(_) => form::read(&target.path, args.form).map_err(|failure| {
-            // Read through the resolved path; reported under the path as given.
-            let message = failure.problem.message().replacen(
-                &target.path.display().to_string(),
-                &args.file.display().to_string(),
-                1,
-            );
-            Failure::invocation(failure.problem.kind(), "file", message)
-        })?,
+        Some(_) => form::read(&target.path, &args.file, args.form)?,
         None => None,
     };
     if let Some(bytes) = &bytes {

@@ -74,25 +74,26 @@ pub(crate) fn unreadable(path: &Path, e: impl std::fmt::Display) -> Failure {
 /// Reads a file of `form`, at most its [`Form::limit`]; `None` when there is no file. A file
 /// that exists but cannot be read, or is not a regular file (a FIFO would block), is
 /// `UnreadableInput`; one larger than any file of its form is refused (`InvalidArgument`).
-pub(crate) fn read(path: &Path, form: Form) -> Result<Option<Vec<u8>>, Failure> {
+/// Messages name `shown`, the path as the user gave it (`path` may be where its links lead).
+pub(crate) fn read(path: &Path, shown: &Path, form: Form) -> Result<Option<Vec<u8>>, Failure> {
     // `metadata` first: it neither blocks (a FIFO would, on open) nor reads.
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(unreadable(path, e)),
+        Err(e) => return Err(unreadable(shown, e)),
     };
     if !metadata.is_file() {
-        return Err(unreadable(path, "not a regular file"));
+        return Err(unreadable(shown, "not a regular file"));
     }
-    let file = std::fs::File::open(path).map_err(|e| unreadable(path, e))?;
+    let file = super::input::open_regular(path).map_err(|e| unreadable(shown, e))?;
     let limit = form.limit();
     let mut bytes = Vec::new();
     file.take(limit as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| unreadable(path, e))?;
+        .map_err(|e| unreadable(shown, e))?;
     if bytes.len() > limit {
         return Err(refused(
-            path,
+            shown,
             format_args!(
                 "larger than {} KiB, more than any --form {} file holds",
                 limit / 1024,
