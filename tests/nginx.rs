@@ -1,14 +1,19 @@
 //! Debian's nginx in front of `apim-sas serve`, configured by `examples/nginx.conf` (free ports
-//! put in place of its own): `auth_request` lets a valid token through with the gateway id
-//! reaching the API behind, and answers a forged or missing token with 401 and apim-sas's
-//! `WWW-Authenticate` challenge.
+//! put in place of its own): `auth_request` lets a valid token through with the identity apim-sas
+//! verified reaching the API behind, and answers a forged or missing token with 401 and
+//! apim-sas's `WWW-Authenticate` challenge. Requests nginx accepts but apim-sas would refuse to
+//! parse (a `"` in the query, a backtick or a raw 0xFF byte in the path, 300 headers, 20 KB of
+//! cookies) are never a 500: the subrequest sends apim-sas a fixed path and the token header
+//! alone. A client's own `X-Apim-*` headers never reach the API. The README's nginx lines are the
+//! file's; and the sidecar image (`examples/serve.Dockerfile`, checked as text: there is no Docker
+//! here) is what the README's sidecar runs: apim-sas alone, as a non-root user.
 //!
 //! nginx must be at /usr/sbin/nginx (`.ci/run` installs it: `apt-get install -y nginx`). Without
-//! it the test fails under CI and is skipped elsewhere, saying so.
+//! it the nginx tests fail under CI and are skipped elsewhere, saying so.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +24,14 @@ use apim_sas::{Format, GatewayKey, Signer};
 const NGINX: &str = "/usr/sbin/nginx";
 const NOW: &str = "2026-04-21T00:44:00Z";
 const KEY: &str = "nginx-test-sample-key";
+
+/// What apim-sas's 200 answer says of the token `token()` signs, as the API must receive it.
+const IDENTITY: [(&str, &str); 4] = [
+    ("x-apim-gateway-id", "gw1"),
+    ("x-apim-key-type", "primary"),
+    ("x-apim-token-expiry", "2026-04-22T00:44:00Z"),
+    ("x-apim-token-format", "compact"),
+];
 
 /// A child process stopped by its own id when dropped: SIGTERM (nginx then stops its workers),
 /// then SIGKILL if it lingers.
@@ -47,17 +60,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn wait_listening(addr: SocketAddr, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} is not listening on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// `apim-sas serve` on a free port, ready; its address.
@@ -97,38 +99,82 @@ fn start_serve(keystore: &Path) -> (Running, SocketAddr) {
         .parse()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while get(addr, "/readyz", &[]).0 != 200 {
+    while get(addr, "/readyz", &[]).status != 200 {
         assert!(Instant::now() < deadline, "serve never ready");
         std::thread::sleep(Duration::from_millis(10));
     }
     (running, addr)
 }
 
-/// The API behind nginx: answers 200 with the `X-Apim-Gateway-Id` and `X-Apim-Key-Type` it
-/// received, and records them.
-fn start_api() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+/// One request as the API behind nginx received it.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// The request line, lossily decoded (the target may hold any byte).
+    line: String,
+    /// The headers, names lower-cased, in the order received.
+    headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    /// Headers whose name begins with `x-apim` in any spelling nginx or the API might confuse
+    /// with it (`X_Apim_…` is the same header to CGI-style frameworks), sorted.
+    fn apim(&self) -> Vec<(String, String)> {
+        let mut apim: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| name.replace('_', "-").starts_with("x-apim"))
+            .cloned()
+            .collect();
+        apim.sort();
+        apim
+    }
+
+    fn count(&self, prefix: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .count()
+    }
+}
+
+/// The API behind nginx: records every request and answers 200 with the `X-Apim-*` headers it
+/// received, one `name: value` line each.
+fn start_api() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let record = Arc::clone(&seen);
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let (mut id, mut key_type) = (String::from("-"), String::from("-"));
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                if let Some((name, value)) = line.split_once(':') {
-                    match name.to_ascii_lowercase().as_str() {
-                        "x-apim-gateway-id" => id = value.trim().to_owned(),
-                        "x-apim-key-type" => key_type = value.trim().to_owned(),
-                        _ => {}
-                    }
+            let mut lines = Vec::new();
+            loop {
+                let mut line = Vec::new();
+                if reader.read_until(b'\n', &mut line).unwrap_or(0) == 0 || line == b"\r\n" {
+                    break;
                 }
-                line.clear();
+                lines.push(String::from_utf8_lossy(&line).trim_end().to_owned());
             }
-            let body = format!("api saw gateway={id} key={key_type}");
-            record.lock().unwrap().push(body.clone());
+            let Some((line, rest)) = lines.split_first() else {
+                continue;
+            };
+            let headers = rest
+                .iter()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
+                .collect();
+            let request = Seen {
+                line: line.clone(),
+                headers,
+            };
+            let body: String = request
+                .apim()
+                .iter()
+                .map(|(n, v)| format!("{n}: {v}\n"))
+                .collect();
+            record.lock().unwrap().push(request);
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -139,24 +185,32 @@ fn start_api() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     (addr, seen)
 }
 
-/// One request on a fresh connection: status, lower-cased headers, body.
-fn get(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, Vec<(String, String)>, String) {
+/// An answer: status, lower-cased headers, body (lossily decoded).
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Raw bytes sent on a fresh connection, the answer read to its end.
+fn send(addr: SocketAddr, request: &[u8]) -> Answer {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut text = format!("GET {path} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    text.push_str("\r\n");
-    stream.write_all(text.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
     let mut lines = head.split("\r\n");
     let status = lines
@@ -168,123 +222,186 @@ fn get(
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    (status, headers, body.to_owned())
+    Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
+/// A GET request's bytes: the target as given (any byte), then the headers.
+fn request(target: &[u8], headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut bytes = b"GET ".to_vec();
+    bytes.extend_from_slice(target);
+    bytes.extend_from_slice(b" HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        bytes.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"\r\n");
+    bytes
+}
+
+fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
+    send(addr, &request(path.as_bytes(), headers))
+}
+
+/// A token for gw1 valid for a day from `NOW`.
+fn token() -> String {
+    let now = DateTime::parse_from_rfc3339(NOW)
+        .unwrap()
+        .with_timezone(&Utc);
+    Signer::new("gw1", &GatewayKey::new(KEY).unwrap())
+        .unwrap()
+        .sign(now + TimeDelta::days(1), Format::Compact)
+        .unwrap()
+        .to_string()
+}
+
+/// serve, the API and nginx (with examples/nginx.conf), each on a free port.
+struct Stack {
+    nginx: SocketAddr,
+    serve: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    error_log: PathBuf,
+    // Dropped in this order: nginx, then serve, then the directory.
+    _nginx: Running,
+    _serve: Running,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// `None` (saying so) when nginx is not installed, outside CI.
+    fn start() -> Option<Stack> {
+        if !Path::new(NGINX).exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{NGINX} is missing: .ci/run installs it with apt-get install -y nginx"
+            );
+            eprintln!("skipped: no {NGINX} (apt-get install -y nginx)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let keystore = dir.path().join("keystore.json");
+        std::fs::write(&keystore, format!(r#"{{"gw1": {{"primary": "{KEY}"}}}}"#)).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&keystore, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let (serve, serve_addr) = start_serve(&keystore);
+        let (api_addr, seen) = start_api();
+
+        // examples/nginx.conf, with free ports in place of 8080 (nginx), 8089 (serve), 9000 (API).
+        let nginx_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let example = std::fs::read_to_string("examples/nginx.conf").unwrap();
+        for placeholder in ["127.0.0.1:8080", "127.0.0.1:8089", "127.0.0.1:9000"] {
+            assert_eq!(example.matches(placeholder).count(), 1, "{placeholder}");
+        }
+        let conf = example
+            .replace("127.0.0.1:8080", &nginx_addr.to_string())
+            .replace("127.0.0.1:8089", &serve_addr.to_string())
+            .replace("127.0.0.1:9000", &api_addr.to_string());
+        let prefix = dir.path().join("nginx");
+        std::fs::create_dir_all(prefix.join("logs")).unwrap();
+        std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+        let error_log = prefix.join("error.log");
+        let nginx = Command::new(NGINX)
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(prefix.join("nginx.conf"))
+            .arg("-e")
+            .arg(&error_log)
+            .arg("-g")
+            .arg(format!(
+                "daemon off; pid {};",
+                prefix.join("nginx.pid").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stack = Stack {
+            nginx: nginx_addr,
+            serve: serve_addr,
+            seen,
+            error_log,
+            _nginx: Running(nginx),
+            _serve: serve,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(nginx_addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx never listened:\n{}",
+                stack.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(stack)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.error_log).unwrap_or_default()
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn identity() -> Vec<(String, String)> {
+    let mut identity: Vec<(String, String)> = IDENTITY
         .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    identity.sort();
+    identity
 }
 
 #[test]
 fn nginx_auth_request_lets_valid_tokens_through_with_the_gateway_id() {
-    if !Path::new(NGINX).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{NGINX} is missing: .ci/run installs it with apt-get install -y nginx"
-        );
-        eprintln!("skipped: no {NGINX} (apt-get install -y nginx)");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let keystore = dir.path().join("keystore.json");
-    std::fs::write(&keystore, format!(r#"{{"gw1": {{"primary": "{KEY}"}}}}"#)).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&keystore, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let (_serve, serve_addr) = start_serve(&keystore);
-    let (api_addr, seen) = start_api();
+    let Some(stack) = Stack::start() else { return };
+    let token = token();
 
-    // examples/nginx.conf, with free ports in place of 8080 (nginx), 8089 (serve), 9000 (API).
-    let nginx_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let example = std::fs::read_to_string("examples/nginx.conf").unwrap();
-    for placeholder in ["127.0.0.1:8080", "127.0.0.1:8089", "127.0.0.1:9000"] {
-        assert_eq!(example.matches(placeholder).count(), 1, "{placeholder}");
-    }
-    let conf = example
-        .replace("127.0.0.1:8080", &nginx_addr.to_string())
-        .replace("127.0.0.1:8089", &serve_addr.to_string())
-        .replace("127.0.0.1:9000", &api_addr.to_string());
-    let prefix = dir.path().join("nginx");
-    std::fs::create_dir_all(prefix.join("logs")).unwrap();
-    std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
-    let error_log = prefix.join("error.log");
-    let nginx = Command::new(NGINX)
-        .arg("-p")
-        .arg(&prefix)
-        .arg("-c")
-        .arg(prefix.join("nginx.conf"))
-        .arg("-e")
-        .arg(&error_log)
-        .arg("-g")
-        .arg(format!(
-            "daemon off; pid {};",
-            prefix.join("nginx.pid").display()
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _nginx = Running(nginx);
-    let nginx_log = || std::fs::read_to_string(&error_log).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(nginx_addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx never listened:\n{}",
-            nginx_log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    wait_listening(nginx_addr, "nginx");
-
-    let now = DateTime::parse_from_rfc3339(NOW)
-        .unwrap()
-        .with_timezone(&Utc);
-    let token = Signer::new("gw1", &GatewayKey::new(KEY).unwrap())
-        .unwrap()
-        .sign(now + TimeDelta::days(1), Format::Compact)
-        .unwrap()
-        .to_string();
-
-    // Valid: the API answers, and sees the gateway id apim-sas verified, not the client's claim.
-    let (status, _, body) = get(
-        nginx_addr,
+    // Valid: the API answers, and sees the identity apim-sas verified, not the client's claim.
+    let answer = get(
+        stack.nginx,
         "/orders/7?x=1",
         &[
             ("Authorization", &format!("GatewayKey {token}")),
             ("X-Apim-Gateway-Id", "spoofed"),
         ],
     );
-    assert_eq!(status, 200, "{body}\n{}", nginx_log());
-    assert_eq!(body, "api saw gateway=gw1 key=primary");
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, stack.log());
+    let seen = stack.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].line, "GET /orders/7?x=1 HTTP/1.0");
+    assert_eq!(seen[0].apim(), identity());
 
     // Forged and missing: 401 from nginx with apim-sas's challenge; the API never asked.
     let forged = token.replace("&202604220044&", "&202604230044&");
-    let (status, headers, _) = get(
-        nginx_addr,
+    let answer = get(
+        stack.nginx,
         "/orders/7",
         &[("Authorization", &forged), ("X-Apim-Gateway-Id", "gw1")],
     );
-    assert_eq!(status, 401, "{}", nginx_log());
+    assert_eq!(answer.status, 401, "{}", stack.log());
     assert_eq!(
-        header(&headers, "www-authenticate"),
+        answer.header("www-authenticate"),
         Some(r#"SharedAccessSignature error="SignatureMismatch""#)
     );
-    let (status, headers, _) = get(nginx_addr, "/", &[]);
-    assert_eq!(status, 401);
+    let answer = get(stack.nginx, "/", &[]);
+    assert_eq!(answer.status, 401);
     assert_eq!(
-        header(&headers, "www-authenticate"),
+        answer.header("www-authenticate"),
         Some(r#"SharedAccessSignature error="EmptyToken""#)
     );
-    assert_eq!(*seen.lock().unwrap(), ["api saw gateway=gw1 key=primary"]);
+    assert_eq!(stack.seen().len(), 1);
 
-    // apim-sas counted what nginx asked, under the original paths.
-    let (_, _, metrics) = get(serve_addr, "/metrics", &[]);
+    // apim-sas counted what nginx asked.
+    let metrics = get(stack.serve, "/metrics", &[]).body;
     for line in [
         r#"apim_sas_verifications_total{result="valid"} 1"#,
         r#"apim_sas_verifications_total{result="SignatureMismatch"} 1"#,
@@ -295,4 +412,357 @@ fn nginx_auth_request_lets_valid_tokens_through_with_the_gateway_id() {
             "no {line:?} in:\n{metrics}"
         );
     }
+}
+
+#[test]
+fn requests_nginx_accepts_are_passed_or_refused_never_a_500() {
+    let Some(stack) = Stack::start() else { return };
+    let authorization = format!("GatewayKey {}", token());
+    let pads: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("X-Pad-{i}"), i.to_string()))
+        .collect();
+    // 20 KiB of cookies in lines of 4 KB: within nginx's default large_client_header_buffers
+    // (4 buffers of 8k, a line at most 8k), over apim-sas's 16 KiB head.
+    let cookies: Vec<(String, String)> = (0..6)
+        .map(|i| ("Cookie".to_owned(), format!("c{i}={}", "v".repeat(4000))))
+        .collect();
+    let cookie_bytes: usize = cookies.iter().map(|(_, v)| v.len()).sum();
+    assert!(cookie_bytes >= 20 * 1024);
+    // What each request is, its target (raw bytes), its headers besides the token's.
+    type Case<'a> = (&'a str, &'a [u8], &'a [(String, String)]);
+    let cases: [Case; 5] = [
+        ("a \" in the query", b"/orders?q=\"7\"", &[]),
+        ("a backtick in the path", b"/orders/`7`", &[]),
+        ("a raw 0xFF byte in the path", b"/orders/\xff7", &[]),
+        ("300 small headers", b"/orders/7", &pads),
+        ("20 KB of cookies", b"/orders/7", &cookies),
+    ];
+    for (what, target, extra) in cases {
+        let extra: Vec<(&str, &str)> = extra
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let before = stack.seen().len();
+
+        // With a valid token: passed to the API, intact, with the identity.
+        let with: Vec<(&str, &str)> = [("Authorization", authorization.as_str())]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let answer = send(stack.nginx, &request(target, &with));
+        assert_eq!(
+            answer.status,
+            200,
+            "{what}: {}\n{}",
+            answer.body,
+            stack.log()
+        );
+        let seen = stack.seen();
+        assert_eq!(seen.len(), before + 1, "{what}");
+        let api = &seen[before];
+        let mut line = b"GET ".to_vec();
+        line.extend_from_slice(target);
+        line.extend_from_slice(b" HTTP/1.0");
+        assert_eq!(api.line, String::from_utf8_lossy(&line), "{what}");
+        assert_eq!(api.apim(), identity(), "{what}");
+        let pads = extra
+            .iter()
+            .filter(|(n, _)| n.starts_with("X-Pad-"))
+            .count();
+        assert_eq!(api.count("x-pad-"), pads, "{what}");
+        let cookies_sent: usize = extra
+            .iter()
+            .filter(|(n, _)| *n == "Cookie")
+            .map(|(_, v)| v.len())
+            .sum();
+        let cookies_seen: usize = api
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "cookie")
+            .map(|(_, v)| v.len())
+            .sum();
+        assert_eq!(cookies_seen, cookies_sent, "{what}");
+
+        // Without one: 401 with apim-sas's challenge, the API never asked.
+        let answer = send(stack.nginx, &request(target, &extra));
+        assert_eq!(
+            answer.status,
+            401,
+            "{what}: {}\n{}",
+            answer.body,
+            stack.log()
+        );
+        assert_eq!(
+            answer.header("www-authenticate"),
+            Some(r#"SharedAccessSignature error="EmptyToken""#),
+            "{what}"
+        );
+        assert_eq!(stack.seen().len(), before + 1, "{what}");
+    }
+
+    // A control byte in the token header is not HTTP, but nginx lets it through: refused as a
+    // malformed token (apim-sas would answer it 400, a 500 from nginx).
+    for byte in ["\x01", "\x1f", "\x7f"] {
+        let value = format!("GatewayKey{byte}{}", token());
+        let answer = get(stack.nginx, "/orders/7", &[("Authorization", &value)]);
+        assert_eq!(answer.status, 401, "{byte:?}: {}", stack.log());
+        assert_eq!(
+            answer.header("www-authenticate"),
+            Some(r#"SharedAccessSignature error="MalformedToken""#)
+        );
+    }
+
+    let log = stack.log();
+    assert!(!log.contains("unexpected status"), "{log}");
+}
+
+#[test]
+fn a_clients_own_x_apim_headers_never_reach_the_api() {
+    let Some(stack) = Stack::start() else { return };
+    let authorization = format!("GatewayKey {}", token());
+    let spoofed: [(&str, &str); 8] = [
+        ("X-Apim-Gateway-Id", "spoofed"),
+        ("x-apim-key-type", "secondary"),
+        ("X-APIM-TOKEN-EXPIRY", "2099-01-01T00:00:00Z"),
+        ("X-Apim-Token-Format", "uid"),
+        ("X-Apim-Token-Format", "uid"),
+        ("X_Apim_Gateway_Id", "spoofed"),
+        ("X_Apim_Key_Type", "secondary"),
+        ("X_Apim_Token_Format", "uid"),
+    ];
+    let with: Vec<(&str, &str)> = [("Authorization", authorization.as_str())]
+        .into_iter()
+        .chain(spoofed)
+        .collect();
+    let answer = get(stack.nginx, "/orders/7", &with);
+    assert_eq!(answer.status, 200, "{}", stack.log());
+    // The API echoes every X-Apim-* header it got: apim-sas's four, nothing of the client's.
+    let expected: String = identity()
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\n"))
+        .collect();
+    assert_eq!(answer.body, expected);
+    assert_eq!(stack.seen()[0].apim(), identity());
+
+    // Without a token: refused, whatever identity the client claims.
+    let answer = get(stack.nginx, "/orders/7", &spoofed);
+    assert_eq!(answer.status, 401);
+    assert_eq!(stack.seen().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The README: its nginx lines come from examples/nginx.conf, its sidecar runs the image
+// examples/serve.Dockerfile builds.
+
+const SIDECAR_IMAGE: &str = "registry.example.com/apim-sas:0.1.0";
+
+fn readme() -> String {
+    std::fs::read_to_string("README.md").unwrap()
+}
+
+/// The text of the README's fenced blocks of one language.
+fn blocks(markdown: &str, language: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut lines = markdown.lines();
+    while let Some(line) = lines.next() {
+        if let Some(info) = line.strip_prefix("```") {
+            let text: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            if info.trim() == language {
+                blocks.push(text.join("\n"));
+            }
+        }
+    }
+    blocks
+}
+
+/// A configuration line without its comment and surrounding blanks.
+fn code(line: &str) -> &str {
+    line.split('#').next().unwrap().trim()
+}
+
+#[test]
+fn the_readmes_nginx_lines_are_those_of_examples_nginx_conf() {
+    let conf = std::fs::read_to_string("examples/nginx.conf").unwrap();
+    let conf: Vec<&str> = conf.lines().map(code).collect();
+    let nginx = blocks(&readme(), "nginx");
+    assert_eq!(nginx.len(), 1, "one nginx block in README");
+    for line in nginx[0].lines().map(code).filter(|l| !l.is_empty()) {
+        assert!(
+            conf.contains(&line),
+            "README's nginx line {line:?} is not in examples/nginx.conf"
+        );
+    }
+    for needed in [
+        "proxy_pass http://apim_sas/verify;",
+        "proxy_pass_request_headers off;",
+    ] {
+        assert!(nginx[0].lines().any(|l| code(l) == needed), "{needed}");
+    }
+    // Traefik's labels send the token header alone and copy all four headers.
+    let readme = readme();
+    assert!(readme.contains("forwardauth.authRequestHeaders=Authorization\n"));
+    let copied = format!(
+        "forwardauth.authResponseHeaders={}\n",
+        ["Gateway-Id", "Key-Type", "Token-Expiry", "Token-Format"]
+            .map(|h| format!("X-Apim-{h}"))
+            .join(",")
+    );
+    assert!(readme.contains(&copied), "{copied}");
+}
+
+/// Dockerfile instructions, continuation lines joined, comments dropped.
+fn instructions(dockerfile: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in dockerfile.lines() {
+        let trimmed = line.trim();
+        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            continue;
+        }
+        if let Some(head) = trimmed.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(trimmed);
+        let (keyword, rest) = current.split_once(' ').unwrap_or((&current, ""));
+        out.push((keyword.to_ascii_uppercase(), rest.trim().to_owned()));
+        current.clear();
+    }
+    assert!(
+        current.is_empty(),
+        "a continuation line ends the Dockerfile"
+    );
+    out
+}
+
+#[test]
+fn the_sidecar_image_runs_apim_sas_alone_as_a_non_root_user() {
+    let dockerfile = std::fs::read_to_string("examples/serve.Dockerfile").unwrap();
+    let ignore = std::fs::read_to_string("examples/serve.Dockerfile.dockerignore").unwrap();
+    let stages: Vec<Vec<(String, String)>> =
+        instructions(&dockerfile)
+            .into_iter()
+            .fold(Vec::new(), |mut stages, instruction| {
+                if instruction.0 == "FROM" {
+                    stages.push(Vec::new());
+                }
+                stages
+                    .last_mut()
+                    .expect("the Dockerfile starts with FROM")
+                    .push(instruction);
+                stages
+            });
+    assert_eq!(stages.len(), 2, "a build stage and the final stage");
+    let (build, last) = (&stages[0], &stages[1]);
+    assert_eq!(build[0].1, "rust:1-bookworm AS build");
+
+    // The build stage copies what exists and what the ignore file lets into the context.
+    for (keyword, rest) in build {
+        if keyword == "COPY" {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            for source in &words[..words.len() - 1] {
+                assert!(Path::new(source).exists(), "COPY of missing {source}");
+                let top = source.split('/').next().unwrap();
+                assert!(
+                    ignore
+                        .lines()
+                        .any(|l| l.trim_start_matches('!').trim_end_matches('/') == top),
+                    "{source} is excluded by examples/serve.Dockerfile.dockerignore"
+                );
+            }
+        }
+    }
+    assert!(build.contains(&(
+        "RUN".to_owned(),
+        "cargo install --locked --path . --root /out".to_owned()
+    )));
+
+    // The final stage: distroless (no shell, so no RUN), the binary alone, a non-root user, and
+    // apim-sas as the entrypoint.
+    assert_eq!(last[0].1, "gcr.io/distroless/cc-debian12:nonroot");
+    let of = |keyword: &str| -> Vec<&str> {
+        last.iter()
+            .filter(|(k, _)| k == keyword)
+            .map(|(_, rest)| rest.as_str())
+            .collect()
+    };
+    assert_eq!(
+        of("COPY"),
+        ["--from=build /out/bin/apim-sas /usr/local/bin/apim-sas"]
+    );
+    assert!(of("RUN").is_empty() && of("ADD").is_empty());
+    let entrypoint: Vec<String> = serde_json::from_str(of("ENTRYPOINT")[0]).unwrap();
+    assert_eq!(entrypoint, ["apim-sas"]);
+    let user = of("USER");
+    assert_eq!(user.len(), 1);
+    let ids: Vec<u32> = user[0]
+        .split(':')
+        .map(|id| id.parse().expect("a numeric USER"))
+        .collect();
+    assert!(ids.len() == 2 && ids.iter().all(|&id| id != 0), "{user:?}");
+
+    // One tag: the README and the Dockerfile build the image the sidecar runs.
+    let readme = readme();
+    let build_line = format!("docker build -f examples/serve.Dockerfile -t {SIDECAR_IMAGE} .");
+    assert!(readme.contains(&build_line), "README lacks: {build_line}");
+    assert!(
+        dockerfile.contains(&build_line),
+        "the Dockerfile lacks: {build_line}"
+    );
+    let repository = SIDECAR_IMAGE.rsplit_once(':').unwrap().0;
+    for (at, _) in readme.match_indices(&format!("{repository}:")) {
+        assert!(
+            readme[at..].starts_with(SIDECAR_IMAGE),
+            "another tag: {}",
+            &readme[at..at + 50]
+        );
+    }
+
+    // The sidecar: that image, apim-sas's arguments only, as the image's user, able to read the
+    // keys (the pod's fsGroup and group-readable files), within 64Mi.
+    let fragment = blocks(&readme, "yaml")
+        .into_iter()
+        .filter_map(|b| serde_norway::from_str::<serde_norway::Value>(&b).ok())
+        .find(|v| {
+            v["containers"]
+                .as_sequence()
+                .is_some_and(|cs| cs.iter().any(|c| c["name"].as_str() == Some("apim-sas")))
+        })
+        .expect("the sidecar's YAML in README");
+    let sidecar = fragment["containers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str() == Some("apim-sas"))
+        .unwrap();
+    assert_eq!(sidecar["image"].as_str(), Some(SIDECAR_IMAGE));
+    assert!(
+        sidecar.get("command").is_none(),
+        "the entrypoint is apim-sas"
+    );
+    assert_eq!(sidecar["args"][0].as_str(), Some("serve"));
+    let context = &sidecar["securityContext"];
+    assert_eq!(context["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(context["runAsUser"].as_u64(), Some(u64::from(ids[0])));
+    assert_eq!(context["runAsGroup"].as_u64(), Some(u64::from(ids[1])));
+    assert_eq!(
+        fragment["securityContext"]["fsGroup"].as_u64(),
+        Some(u64::from(ids[1]))
+    );
+    let keys = fragment["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v.get("secret").is_some())
+        .expect("the keys' volume");
+    let mode = keys["secret"]["defaultMode"]
+        .as_u64()
+        .expect("a decimal defaultMode");
+    assert_eq!(mode & 0o040, 0o040, "group read");
+    assert_eq!(mode & 0o007, 0, "nothing for others");
+    assert_eq!(
+        sidecar["resources"]["limits"]["memory"].as_str(),
+        Some("64Mi")
+    );
 }
