@@ -44,7 +44,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn ratio(name: &str, op: &mut dyn FnMut()) {
+fn ratio(name: &str, op: &mut dyn FnMut()) -> f64 {
     let (mut base, mut measured) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         if round % 2 == 0 {
@@ -57,8 +57,73 @@ fn ratio(name: &str, op: &mut dyn FnMut()) {
     }
     let (b, m) = (median(base), median(measured));
     println!(
-        "{name:<40} {m:>8.1} ns   floor {b:>6.1} ns   ratio {:.3}",
+        "{name:<48} {m:>8.1} ns   floor {b:>6.1} ns   ratio {:.3}",
         m / b
+    );
+    m / b
+}
+
+/// `count` tokens of gateway-000000 (key 0), each with its own expiry.
+fn tokens_of_one_gateway(count: usize) -> Vec<String> {
+    let signer = Signer::new("gateway-000000", &key(0)).unwrap();
+    (0..count)
+        .map(|i| {
+            signer
+                .sign(
+                    now() + TimeDelta::days(20) + TimeDelta::minutes(i as i64),
+                    Format::Compact,
+                )
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// The verdict cache: a repeated token against the floor; a miss (more distinct tokens than the
+/// capacity, cycling) and a forgery against the same verifier without the cache.
+fn cache() {
+    let (plain, tokens) = store(1);
+    let cached = plain.clone().with_cache(1024);
+    let valid = tokens[0].clone();
+    ratio("cache/repeated_token (capacity 1,024)", &mut || {
+        black_box(cached.verify(black_box(&valid), now()).unwrap().key_type());
+    });
+    let cycling = tokens_of_one_gateway(4096);
+    let (mut i, mut j) = (0, 0);
+    let miss = ratio("cache/miss (4,096 tokens cycling, capacity 256)", &mut {
+        let small = plain.clone().with_cache(256);
+        move || {
+            i = (i + 1) % cycling.len();
+            black_box(
+                small
+                    .verify(black_box(&cycling[i]), now())
+                    .unwrap()
+                    .key_type(),
+            );
+        }
+    });
+    let cycling = tokens_of_one_gateway(4096);
+    let without = ratio("cache/same tokens, no cache", &mut || {
+        j = (j + 1) % cycling.len();
+        black_box(
+            plain
+                .verify(black_box(&cycling[j]), now())
+                .unwrap()
+                .key_type(),
+        );
+    });
+    println!("{:<48} {:.3}", "cache/miss over no cache", miss / without);
+    let forged = format!("{}AA==", &valid[..valid.len() - 4]);
+    let with = ratio("cache/forgery, with the cache", &mut || {
+        black_box(cached.verify(black_box(&forged), now()).is_err());
+    });
+    let without = ratio("cache/forgery, no cache", &mut || {
+        black_box(plain.verify(black_box(&forged), now()).is_err());
+    });
+    println!(
+        "{:<48} {:.3}",
+        "cache/forgery with over without",
+        with / without
     );
 }
 
@@ -87,6 +152,10 @@ fn store(n: usize) -> (Verifier, Vec<String>) {
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench` probes benches with --list; nothing to list here.
+    }
+    if std::env::args().any(|a| a == "cache") {
+        cache();
+        return;
     }
     let signer = Signer::new("gateway-000000", &key(0)).unwrap();
     let expiry = now() + TimeDelta::days(29);
@@ -130,4 +199,5 @@ fn main() {
             },
         );
     }
+    cache();
 }

@@ -71,18 +71,31 @@ pub struct SharedVerifier {
     current: Arc<ArcSwap<Verifier>>,
 }
 
+/// A verifier as the layer uses it: with a verdict cache of
+/// [`Verifier::DEFAULT_CACHE_CAPACITY`] tokens unless its own cache setting says otherwise
+/// (`with_cache(0)` turns it off).
+fn cached(verifier: Verifier) -> Verifier {
+    if verifier.has_cache_setting() {
+        verifier
+    } else {
+        verifier.with_cache(Verifier::DEFAULT_CACHE_CAPACITY)
+    }
+}
+
 impl SharedVerifier {
-    /// A slot holding `verifier`.
+    /// A slot holding `verifier`. A verifier without a cache setting is given the default verdict
+    /// cache ([`Verifier::with_cache`]; `with_cache(0)` before keeps it off).
     pub fn new(verifier: Verifier) -> SharedVerifier {
         SharedVerifier {
-            current: Arc::new(ArcSwap::from_pointee(verifier)),
+            current: Arc::new(ArcSwap::from_pointee(cached(verifier))),
         }
     }
 
-    /// Replaces the verifier: requests that start from now on use `verifier`; requests already
-    /// verifying finish with the one they loaded.
+    /// Replaces the verifier: requests that start from now on use `verifier` (given the default
+    /// cache as in [`new`](SharedVerifier::new), starting empty); requests already verifying
+    /// finish with the one they loaded.
     pub fn store(&self, verifier: Verifier) {
-        self.current.store(Arc::new(verifier));
+        self.current.store(Arc::new(cached(verifier)));
     }
 
     /// The verifier in use now (a snapshot: a later [`store`](SharedVerifier::store) does not

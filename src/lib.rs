@@ -95,6 +95,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
+mod cache;
 mod error;
 mod expiry;
 mod key;

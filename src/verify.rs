@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use hmac::Mac;
 
+use crate::cache::{Cache, Verdict};
 use crate::error::{Error, ErrorKind, Op, Target};
 use crate::key::{GatewayKey, KeyType, KeyedMac};
 use crate::policy::Policy;
@@ -47,12 +48,46 @@ struct Gateway {
 /// assert_eq!((verified.id(), verified.key_type()), ("gw1", KeyType::Secondary));
 /// # Ok::<(), apim_sas::Error>(())
 /// ```
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Verifier {
     policy: Policy,
     // foldhash: a fast seeded hash. Ids in the map are the operator's, never an attacker's, so
     // a lookup of a hostile id only ever probes the operator's own entries.
     gateways: HashMap<Box<str>, Gateway, foldhash::fast::RandomState>,
+    cache: CacheSetting,
+}
+
+/// The verdict cache, as [`Verifier::with_cache`] set it.
+#[derive(Default)]
+enum CacheSetting {
+    /// Never set: users such as the tower layer may choose a default.
+    #[default]
+    Unset,
+    /// Set to 0: no cache.
+    Off,
+    On(Box<Cache>),
+}
+
+impl CacheSetting {
+    /// The same setting with an empty cache: no verdict outlives the keys that gave it.
+    fn emptied(&self) -> CacheSetting {
+        match self {
+            CacheSetting::Unset => CacheSetting::Unset,
+            CacheSetting::Off => CacheSetting::Off,
+            CacheSetting::On(cache) => CacheSetting::On(Box::new(Cache::new(cache.capacity()))),
+        }
+    }
+}
+
+/// A clone holds the same keys and policy, and a cache of the same size that starts empty.
+impl Clone for Verifier {
+    fn clone(&self) -> Verifier {
+        Verifier {
+            policy: self.policy,
+            gateways: self.gateways.clone(),
+            cache: self.cache.emptied(),
+        }
+    }
 }
 
 impl Verifier {
@@ -61,7 +96,74 @@ impl Verifier {
         Verifier {
             policy,
             gateways: HashMap::default(),
+            cache: CacheSetting::Unset,
         }
+    }
+
+    /// The same verifier with a cache of the verdicts of up to `capacity` tokens (0: no cache):
+    /// a token whose exact bytes verified before skips the HMAC, which is most of what verifying
+    /// costs, as a gateway sees the same token on every request of a client.
+    ///
+    /// - Every use still checks the token's lifetime (expiry, leeway, maximum lifetime) against
+    ///   `now`: a cached token that has expired is `TokenExpired`, as it would be uncached.
+    /// - Only tokens that verified are stored: a forgery, however often presented, pays the HMAC
+    ///   and is refused. Lookups hash the token with a key of the cache's own and compare the
+    ///   whole token in constant time, so a forgery's time says nothing of how close it came.
+    /// - Its memory is fixed by `capacity` (rounded up to a power of two, 320 bytes a token)
+    ///   and never grows; a new token takes the place of the one its slot held. Tokens of more
+    ///   than 288 bytes are verified without it.
+    /// - It is the verifier's own: [`insert`](Verifier::insert) and
+    ///   [`remove`](Verifier::remove) empty it, and a new verifier (a key rotation) or a clone
+    ///   starts empty, so no verdict outlives the keys that gave it. Verifying stays `&self`,
+    ///   `Send + Sync`, without a lock held across the HMAC; threads reading the same token do
+    ///   not contend.
+    /// - Cached tokens are as secret as keys: wiped when the verifier is dropped, never shown by
+    ///   `Debug`.
+    ///
+    /// The tower layer gives a verifier without this setting a cache of
+    /// [`DEFAULT_CACHE_CAPACITY`](Verifier::DEFAULT_CACHE_CAPACITY) tokens.
+    ///
+    /// ```
+    /// use apim_sas::{Format, GatewayKey, KeyType, Policy, Signer, Verifier};
+    /// use chrono::{TimeDelta, TimeZone, Utc};
+    ///
+    /// let key = GatewayKey::new("sample-key")?;
+    /// let mut verifier = Verifier::new(Policy::default());
+    /// verifier.insert("gw1", KeyType::Primary, &key)?;
+    /// let verifier = verifier.with_cache(1024);
+    ///
+    /// let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 0, 0).unwrap();
+    /// let token = Signer::new("gw1", &key)?.sign(now + TimeDelta::days(7), Format::Compact)?;
+    /// let token = token.to_string();
+    /// assert_eq!(verifier.verify(&token, now)?.id(), "gw1"); // verified, and cached
+    /// assert_eq!(verifier.verify(&token, now)?.id(), "gw1"); // from the cache
+    /// // The cache never extends a token's life:
+    /// let later = now + TimeDelta::days(8);
+    /// assert_eq!(verifier.verify(&token, later).unwrap_err().code(), "TokenExpired");
+    /// # Ok::<(), apim_sas::Error>(())
+    /// ```
+    pub fn with_cache(mut self, capacity: usize) -> Verifier {
+        self.cache = match capacity {
+            0 => CacheSetting::Off,
+            n => CacheSetting::On(Box::new(Cache::new(n))),
+        };
+        self
+    }
+
+    /// The cache size the tower layer (and `serve`) give a verifier that has no cache setting.
+    pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
+
+    /// How many verdicts the cache holds at most; 0 without a cache.
+    pub fn cache_capacity(&self) -> usize {
+        match &self.cache {
+            CacheSetting::On(cache) => cache.capacity(),
+            CacheSetting::Unset | CacheSetting::Off => 0,
+        }
+    }
+
+    /// Whether [`with_cache`](Verifier::with_cache) was called (with any capacity, 0 included).
+    pub fn has_cache_setting(&self) -> bool {
+        !matches!(self.cache, CacheSetting::Unset)
     }
 
     /// The policy applied.
@@ -81,6 +183,7 @@ impl Verifier {
     pub fn insert(&mut self, id: &str, key_type: KeyType, key: &GatewayKey) -> Result<(), Error> {
         check_id_for(id, Op::Config)?;
         let keyed = Some(key.keyed_mac()?);
+        self.cache = self.cache.emptied();
         let gateway = self.gateways.entry(id.into()).or_default();
         match key_type {
             KeyType::Primary => gateway.primary = keyed,
@@ -91,6 +194,7 @@ impl Verifier {
 
     /// Removes gateway `id` and both its keys; `true` when it was there.
     pub fn remove(&mut self, id: &str) -> bool {
+        self.cache = self.cache.emptied();
         self.gateways.remove(id).is_some()
     }
 
@@ -111,12 +215,69 @@ impl Verifier {
 
     /// Verifies a token (either form, optional scheme) at instant `now`.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Verified<'_>, Error> {
-        self.verify_parsed(&UntrustedToken::parse(token)?, now)
+        match &self.cache {
+            CacheSetting::On(cache) => self.verify_cached(
+                cache,
+                token.as_bytes(),
+                || UntrustedToken::parse(token),
+                now,
+            ),
+            CacheSetting::Unset | CacheSetting::Off => {
+                self.verify_parsed(&UntrustedToken::parse(token)?, now)
+            }
+        }
     }
 
     /// Verifies raw bytes; bytes that are not UTF-8 are `MalformedToken`.
     pub fn verify_bytes(&self, token: &[u8], now: DateTime<Utc>) -> Result<Verified<'_>, Error> {
-        self.verify_parsed(&UntrustedToken::parse_bytes(token)?, now)
+        match &self.cache {
+            CacheSetting::On(cache) => {
+                self.verify_cached(cache, token, || UntrustedToken::parse_bytes(token), now)
+            }
+            CacheSetting::Unset | CacheSetting::Off => {
+                self.verify_parsed(&UntrustedToken::parse_bytes(token)?, now)
+            }
+        }
+    }
+
+    /// Verifies through the cache: a hit skips the parse and the HMAC, never the lifetime.
+    #[inline]
+    fn verify_cached<'t>(
+        &self,
+        cache: &Cache,
+        bytes: &'t [u8],
+        parse: impl FnOnce() -> Result<UntrustedToken<'t>, Error>,
+        now: DateTime<Utc>,
+    ) -> Result<Verified<'_>, Error> {
+        let hash = cache.hash(bytes);
+        if let Some(verdict) = cache.get(bytes, hash) {
+            let id = bytes
+                .get(verdict.id.clone())
+                .and_then(|id| std::str::from_utf8(id).ok());
+            if let Some((id, _)) = id.and_then(|id| self.gateways.get_key_value(id)) {
+                self.policy.check(verdict.expiry, now)?;
+                return Ok(Verified {
+                    id,
+                    expiry: verdict.expiry,
+                    key_type: verdict.key_type,
+                    format: verdict.format,
+                });
+            }
+        }
+        let token = parse()?;
+        let verified = self.verify_parsed(&token, now)?;
+        // Where the id sits in `bytes`: the parser's id is a slice of them.
+        let start = (token.id().as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+        if start.saturating_add(token.id().len()) <= bytes.len() {
+            let verdict = Verdict {
+                id: start..start + token.id().len(),
+                key_type: verified.key_type,
+                format: verified.format,
+                expiry: verified.expiry,
+            };
+            cache.put(bytes, hash, &verdict);
+        }
+        Ok(verified)
     }
 
     /// Verifies a token already parsed (by `inspect`, say) at instant `now`.
@@ -165,6 +326,7 @@ impl std::fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("policy", &self.policy)
             .field("gateways", &self.gateways.len())
+            .field("cache_capacity", &self.cache_capacity())
             .finish_non_exhaustive()
     }
 }

@@ -257,6 +257,9 @@ fn no_key_material_is_left_in_freed_memory() {
             assert!(verifier.remove(&format!("gw{i}")));
         }
         let copy = verifier.clone();
+        // A verifier with a verdict cache, itself cloned (the clone starts with an empty one).
+        let cached = verifier.clone().with_cache(64);
+        let cached_copy = cached.clone();
 
         // Signers: cloned into a vector that grows (every element moved at each growth).
         let signer = Signer::new("gw2500", &key).unwrap();
@@ -277,6 +280,10 @@ fn no_key_material_is_left_in_freed_memory() {
             let verified = verifier.verify(token, now).unwrap();
             assert_eq!(verified.key_type(), KeyType::Primary);
             assert!(copy.verify(token, now).is_ok());
+            for _ in 0..2 {
+                assert!(cached.verify(token, now).is_ok());
+                assert!(cached_copy.verify_bytes(token.as_bytes(), now).is_ok());
+            }
             signer
                 .verify(
                     &UntrustedToken::parse(token).unwrap(),
@@ -324,6 +331,7 @@ fn no_key_material_is_left_in_freed_memory() {
         drop((
             verifier, copy, signer, source, store, from_json, from_toml, gw1,
         ));
+        drop((cached, cached_copy));
         drop((key, other, json, toml, pair));
     }
     ARMED.store(false, Ordering::SeqCst);

@@ -80,6 +80,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,
 
+    /// How many verified tokens are remembered, so that a token seen before skips the HMAC
+    /// (expiry still checked on every request), or off
+    #[arg(long, value_name = "N|off", default_value = "1024")]
+    pub(crate) cache: String,
+
     /// How long a connection may move no byte (an idle keep-alive connection, a client that does
     /// not read its answers) before it is closed
     #[arg(long, value_name = "DUR", default_value = "75s")]
@@ -145,11 +150,21 @@ impl Settings {
                     .map_err(|_| invalid("header", format!("--header {name}: not a header name")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let cache = match args.cache.as_str() {
+            "off" | "0" => 0,
+            text => text.parse::<usize>().map_err(|_| {
+                invalid(
+                    "cache",
+                    format!("--cache {text}: a number of tokens, or off"),
+                )
+            })?,
+        };
         let keys = Keys {
             source: args.keys,
             id: args.id,
             only,
             policy,
+            cache,
         };
         keys.check()?;
         let poll = match values::limit("--poll", &args.poll).map_err(Failure::usage)? {

@@ -22,11 +22,18 @@ pub(super) struct Keys {
     pub(super) id: Option<String>,
     pub(super) only: Option<KeyType>,
     pub(super) policy: Policy,
+    /// The verdict cache's size, 0 for none.
+    pub(super) cache: usize,
 }
 
 impl Keys {
     fn load(&self, warn: keys::Warn<'_>) -> Result<Verifier, Failure> {
-        keys::load_with(&self.source, warn)?.verifier(self.id.as_deref(), self.only, self.policy)
+        let verifier = keys::load_with(&self.source, warn)?.verifier(
+            self.id.as_deref(),
+            self.only,
+            self.policy,
+        )?;
+        Ok(verifier.with_cache(self.cache))
     }
 
     /// What the flags alone say is wrong with the key source, found before the service listens:
