@@ -180,5 +180,53 @@ fn keystore_sizes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, floor, hmac_reference, sign, verify, keystore_sizes);
+/// The verdict cache: a repeated token, a miss (1,024 gateways' tokens cycling through a cache
+/// of 256), and a forgery, each beside the same verifier without the cache.
+fn cache(c: &mut Criterion) {
+    let (plain, tokens) = store(1024, 1024);
+    let mut group = c.benchmark_group("cache");
+    let repeated = plain.clone().with_cache(1024);
+    let valid = tokens[0].clone();
+    group.bench_function("repeated_token", |b| {
+        b.iter(|| {
+            repeated
+                .verify(black_box(&valid), now())
+                .unwrap()
+                .key_type()
+        })
+    });
+    for (name, verifier) in [
+        ("miss_cycling", plain.clone().with_cache(256)),
+        ("no_cache_cycling", plain.clone()),
+    ] {
+        let mut i = 0;
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    i = (i + 1) % tokens.len();
+                    &tokens[i]
+                },
+                |token| verifier.verify(token, now()).unwrap().key_type(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    let forged = format!("{}AA==", &valid[..valid.len() - 4]);
+    for (name, verifier) in [("forged", &repeated), ("forged_no_cache", &plain)] {
+        group.bench_function(name, |b| {
+            b.iter(|| verifier.verify(black_box(&forged), now()).is_err())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    floor,
+    hmac_reference,
+    sign,
+    verify,
+    keystore_sizes,
+    cache
+);
 criterion_main!(benches);
