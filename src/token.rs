@@ -126,6 +126,11 @@ pub(crate) fn id_problem(id: &[u8]) -> Option<&'static str> {
         Some("id: the gateway id must be printable ASCII without spaces or '&'")
     } else if id.starts_with(b"uid=") {
         Some("id: the gateway id must not start with 'uid='")
+    } else if slip_prefix(id) {
+        Some(
+            "id: the gateway id must not start with 'config.service.auth=' or 'Authorization:' \
+             (what an env file's line or a header's name put in front of a token)",
+        )
     } else {
         None
     }
@@ -270,15 +275,14 @@ const SLIP_PREFIX: &str =
      follows the '='";
 
 /// Whether an id starts with what only a slip puts there: the env file's variable name or the
-/// header name (Azure's gateway names hold neither `=` nor `:`).
+/// header name, in any case (Azure's gateway names hold neither `=` nor `:`).
 #[inline]
-fn slip_prefix(id: &str) -> bool {
-    let starts = |prefix: &str| {
-        id.as_bytes()
-            .get(..prefix.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+fn slip_prefix(id: &[u8]) -> bool {
+    let starts = |prefix: &[u8]| {
+        id.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
     };
-    starts("config.service.auth=") || starts("authorization:")
+    starts(b"config.service.auth=") || starts(b"authorization:")
 }
 
 /// The refusal of a token pasted with its wrapping, or `None` when it shows none. Only called
@@ -381,13 +385,7 @@ impl<'a> UntrustedToken<'a> {
     /// URL-encoded as a whole (`%26` where `&` belongs).
     pub fn parse(token: &'a str) -> Result<UntrustedToken<'a>, Error> {
         check_size(token.as_bytes())?;
-        match UntrustedToken::parse_spelling(token) {
-            // An id may hold `=` and `:`, so `config.service.auth=gw1&…` would parse: checked
-            // here, on the first bytes of the id only.
-            Ok(parsed) if !slip_prefix(parsed.id) => Ok(parsed),
-            Ok(_) => Err(slip(token).unwrap_or_else(|| malformed(Target::Token, SLIP_PREFIX))),
-            Err(e) => Err(slip(token).unwrap_or(e)),
-        }
+        UntrustedToken::parse_spelling(token).map_err(|e| slip(token).unwrap_or(e))
     }
 
     /// Every spelling `docs/format.md` lists: a scheme, the portal form, the bare forms.

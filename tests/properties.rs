@@ -6,13 +6,23 @@ use apim_sas::{Format, GatewayKey, KeyType, Policy, Signer, UntrustedToken, Veri
 use proptest::prelude::*;
 
 fn id() -> impl Strategy<Value = String> {
-    "[\\x21-\\x25\\x27-\\x7e]{1,80}".prop_filter("not uid=, not managed", |s| {
-        !s.starts_with("uid=") && !s.eq_ignore_ascii_case("managed")
+    "[\\x21-\\x25\\x27-\\x7e]{1,80}".prop_filter("not uid=, not managed, no slip", |s| {
+        let lower = s.to_ascii_lowercase();
+        !s.starts_with("uid=")
+            && !s.eq_ignore_ascii_case("managed")
+            && !lower.starts_with("config.service.auth=")
+            && !lower.starts_with("authorization:")
     })
 }
 
 fn key() -> impl Strategy<Value = String> {
-    prop_oneof!["[A-Za-z0-9+/]{86}==", "\\PC{1,300}", "[a-z]{129,400}",]
+    prop_oneof!["[A-Za-z0-9+/]{86}==", "\\PC{1,300}", "[a-z]{129,400}",].prop_filter(
+        "not a key pasted with its wrapping (quotes, a JSON object): GatewayKey refuses those",
+        |k| {
+            let wrapped = |a: char, b: char| k.len() >= 2 && k.starts_with(a) && k.ends_with(b);
+            !(wrapped('"', '"') || wrapped('\'', '\'') || wrapped('{', '}'))
+        },
+    )
 }
 
 /// Any instant with years 0002–9998 (so that `now` a day away stays in range), any nanosecond.
