@@ -282,7 +282,12 @@ fn slip_prefix(id: &[u8]) -> bool {
         id.get(..prefix.len())
             .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
     };
-    starts(b"config.service.auth=") || starts(b"authorization:")
+    // The first byte decides which prefix is possible: one compare at most, none for most ids.
+    match id.first() {
+        Some(b'c' | b'C') => starts(b"config.service.auth="),
+        Some(b'a' | b'A') => starts(b"authorization:"),
+        _ => false,
+    }
 }
 
 /// The refusal of a token pasted with its wrapping, or `None` when it shows none. Only called
