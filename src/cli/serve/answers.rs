@@ -120,7 +120,19 @@ impl hyper::service::Service<Request<Incoming>> for Routes {
                     plain(StatusCode::SERVICE_UNAVAILABLE, "keys not loaded yet\n")
                 }
             }
-            "/metrics" if get => app.metrics.exposition(wants_openmetrics(&request)),
+            "/metrics" if get => match app.metrics.exposition(wants_openmetrics(&request)) {
+                Some((text, content_type)) => {
+                    let mut response = Response::new(Either::Right(Full::new(Bytes::from(text))));
+                    response
+                        .headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                    response
+                }
+                None => plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "metrics: encoding failed\n",
+                ),
+            },
             _ => plain(StatusCode::NOT_FOUND, "not found\n"),
         })
     }

@@ -6,10 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use apim_sas::layer::Verification;
 use apim_sas::{ErrorKind, Verifier};
-use bytes::Bytes;
-use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
-use http::{Request, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http::header::ACCEPT;
+use http::Request;
 use hyper::body::Incoming;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -19,7 +17,6 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tracing::info;
 
-use super::answers::{plain, Body};
 use super::log::RefusalBudget;
 use tracing_appender::non_blocking::ErrorCounter;
 
@@ -169,8 +166,9 @@ impl Metrics {
         self.last_reload_success.set(now);
     }
 
-    /// The metrics as Prometheus's text format, or as OpenMetrics to a scraper that asks for it.
-    pub(super) fn exposition(&self, openmetrics: bool) -> Response<Body> {
+    /// The metrics as Prometheus's text format, or as OpenMetrics to a scraper that asks for it,
+    /// with its content type; `None` if encoding failed.
+    pub(super) fn exposition(&self, openmetrics: bool) -> Option<(String, &'static str)> {
         if let Some(queue) = &self.log_queue {
             let dropped = u64::try_from(queue.dropped_lines()).unwrap_or(u64::MAX);
             // fetch_max: two scrapes at once count each dropped line once.
@@ -180,13 +178,8 @@ impl Metrics {
             }
         }
         let mut text = String::with_capacity(4096);
-        if encode(&mut text, &self.registry).is_err() {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "metrics: encoding failed\n",
-            );
-        }
-        let (text, content_type) = if openmetrics {
+        encode(&mut text, &self.registry).ok()?;
+        Some(if openmetrics {
             (
                 text,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -196,12 +189,7 @@ impl Metrics {
                 prometheus_text(&text),
                 "text/plain; version=0.0.4; charset=utf-8",
             )
-        };
-        let mut response = Response::new(Either::Right(Full::new(Bytes::from(text))));
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        response
+        })
     }
 }
 
