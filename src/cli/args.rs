@@ -89,16 +89,25 @@ Examples:
 What it does: reads the token in --file; writes a new one (atomically, keeping the file's
 permissions, 0600 for a new file) when the file or the token is missing, the token does not
 verify with the --key-type key (a regenerated key, another gateway, malformed), it expires within
---renew-within, or --force. Otherwise the file is left as it is, byte for byte. Exit 0 either way;
-2, with nothing written, on key, flag or write problems.
+--renew-within, or --force; then runs --deploy-hook. Otherwise the file is left as it is, byte for
+byte. A file of another form (an env file under --form token), the key file itself, a symbolic
+link owned by another user, or a directory renew cannot write is refused on every run. Exit 0
+renewed or kept; 2, with nothing written, on key, flag, file or write problems, and when the
+deploy hook fails (it runs again on the next run).
 
 Examples:
   # A token file (\"GatewayKey <token>\" and a newline), renewed a week before it expires:
   apim-sas renew --id gw1 --keys gw1.keys.json --file /etc/apim/gw1.token
 
-  # A Docker env file; restart the gateway only when the token changed:
+  # A Docker env file (its other lines kept); restart the gateway only when the token changed:
   apim-sas renew --id gw1 --keys gw1.keys.json --file /etc/apim/gw1.env --form docker-env \\
-      --output json | jq -e .renewed >/dev/null && docker restart apim-gw1")]
+      --deploy-hook 'systemctl restart apim-gw1.service'
+
+  # A Kubernetes Secret as kubectl prints it; apply it and roll the gateway when renewed:
+  kubectl get secret gw1-token -o json > gw1-token.json || rm -f gw1-token.json
+  apim-sas renew --id gw1 --keys keys.json --file gw1-token.json --form k8s-secret \\
+      --secret-key gateway-key --secret-name gw1-token \\
+      --deploy-hook 'kubectl apply -f \"$APIM_SAS_FILE\" && kubectl rollout restart deploy/gw1'")]
     Renew(RenewArgs),
 
     /// Answer a gateway's auth subrequests (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz)

@@ -309,7 +309,8 @@ pub(super) fn meta_of(m: &std::fs::Metadata) -> (u64, u64, u64, i64, i64, i64, i
 /// events: it sees a swap of any symlink on the way to the file as it sees an edit, on every
 /// file system.
 pub(super) async fn watch(every: Duration, reloader: Arc<Reloader>) {
-    let mut ticks = tokio::time::interval(every);
+    // The first poll one period after the load that just happened, not at once.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
