@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test crate uses its own part
 
+pub mod http;
+
 use serde::Deserialize;
 
 /// One vector of tests/vectors/*.json (see tests/vectors/generate.py).
