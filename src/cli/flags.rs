@@ -193,6 +193,30 @@ impl SecretKey {
     }
 }
 
+/// The flags that describe a Kubernetes Secret, refused where no Secret is written or read
+/// (they would be ignored): `given` says which of `--secret-name`, `--namespace`, `--secret-key`
+/// were given; `owner` names what holds a Secret (`--output k8s-secret writes`), `chosen` what
+/// was chosen instead (`output text`).
+pub(crate) fn refuse_secret_flags(
+    given: [bool; 3],
+    owner: &str,
+    chosen: std::fmt::Arguments<'_>,
+) -> Result<(), Failure> {
+    const FLAGS: [(&str, &str); 3] = [
+        ("--secret-name", "secretName"),
+        ("--namespace", "namespace"),
+        ("--secret-key", "secretKey"),
+    ];
+    match FLAGS.iter().zip(given).find(|(_, given)| *given) {
+        Some(((flag, target), _)) => Err(Failure::invocation(
+            ErrorKind::InvalidArgument,
+            target,
+            format!("{flag}: only {owner} a Secret, and the {chosen}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Refuses a `--secret-name` or `--namespace` the API server would refuse.
 pub(crate) fn check_secret_names(
     name: Option<&str>,

@@ -166,15 +166,12 @@ fn from_file(
     form: Form,
     secret_key: Option<SecretKey>,
 ) -> Result<input::TokenInput<'static>, Failure> {
-    if secret_key.is_some() && form != Form::K8sSecret {
-        return Err(Failure::invocation(
-            ErrorKind::InvalidArgument,
-            "secretKey",
-            format!(
-                "--secret-key: only --form k8s-secret holds a Secret, and the form is {}",
-                form.flag()
-            ),
-        ));
+    if form != Form::K8sSecret {
+        super::flags::refuse_secret_flags(
+            [false, false, secret_key.is_some()],
+            "--form k8s-secret holds",
+            format_args!("form is {}", form.flag()),
+        )?;
     }
     let Some(bytes) = form::read(path, path, form)? else {
         return Err(Failure::invocation(

@@ -2,7 +2,7 @@
 //! or a Docker env file line.
 
 use apim_sas::chrono::{DateTime, Utc};
-use apim_sas::{ErrorKind, KeyType, Policy, Signer};
+use apim_sas::{KeyType, Policy, Signer};
 use clap::{Args, ValueEnum};
 
 use super::failure::Failure;
@@ -85,28 +85,19 @@ impl MintOutput {
     }
 }
 
-fn invalid_argument(target: &'static str, message: String) -> Failure {
-    Failure::invocation(ErrorKind::InvalidArgument, target, message)
-}
-
 /// Refuses the flags the chosen output would ignore, and Kubernetes names the API server would
 /// refuse, before anything is minted.
 fn check_flags(args: &MintArgs) -> Result<(), Failure> {
     if args.output != MintOutput::K8sSecret {
-        let only_k8s = [
-            ("--secret-name", "secretName", args.secret_name.is_some()),
-            ("--namespace", "namespace", args.namespace.is_some()),
-            ("--secret-key", "secretKey", args.secret_key.is_some()),
-        ];
-        if let Some((flag, target, _)) = only_k8s.iter().find(|(_, _, given)| *given) {
-            return Err(invalid_argument(
-                target,
-                format!(
-                    "{flag}: only --output k8s-secret writes a Secret, and the output is {}",
-                    args.output.flag()
-                ),
-            ));
-        }
+        flags::refuse_secret_flags(
+            [
+                args.secret_name.is_some(),
+                args.namespace.is_some(),
+                args.secret_key.is_some(),
+            ],
+            "--output k8s-secret writes",
+            format_args!("output is {}", args.output.flag()),
+        )?;
     }
     match args.output {
         MintOutput::K8sSecret | MintOutput::DockerEnv => {

@@ -121,21 +121,15 @@ fn check_form_flags(args: &RenewArgs) -> Result<(), Failure> {
         Form::Token => {}
     }
     if args.form != Form::K8sSecret {
-        let only_k8s = [
-            ("--secret-name", "secretName", args.secret_name.is_some()),
-            ("--namespace", "namespace", args.namespace.is_some()),
-            ("--secret-key", "secretKey", args.secret_key.is_some()),
-        ];
-        if let Some((flag, target, _)) = only_k8s.iter().find(|(_, _, given)| *given) {
-            return Err(Failure::invocation(
-                ErrorKind::InvalidArgument,
-                target,
-                format!(
-                    "{flag}: only --form k8s-secret holds a Secret, and the form is {}",
-                    args.form.flag()
-                ),
-            ));
-        }
+        super::flags::refuse_secret_flags(
+            [
+                args.secret_name.is_some(),
+                args.namespace.is_some(),
+                args.secret_key.is_some(),
+            ],
+            "--form k8s-secret holds",
+            format_args!("form is {}", args.form.flag()),
+        )?;
     }
     super::flags::check_secret_names(args.secret_name.as_deref(), args.namespace.as_deref())
 }
@@ -150,10 +144,7 @@ fn check_file(args: &RenewArgs) -> Result<(Target, Option<Vec<u8>>), Failure> {
     target
         .check_not_key_file(args.keys.files())
         .map_err(refused)?;
-    let bytes = match &target.metadata {
-        Some(_) => form::read(&target.path, &args.file, args.form)?,
-        None => None,
-    };
+    let bytes = form::read(&target.path, &args.file, args.form)?;
     if let Some(bytes) = &bytes {
         form::check(args.form, bytes).map_err(refused)?;
         if args.form == Form::K8sSecret {
