@@ -76,16 +76,12 @@ pub(crate) fn unreadable(path: &Path, e: impl std::fmt::Display) -> Failure {
 /// `UnreadableInput`; one larger than any file of its form is refused (`InvalidArgument`).
 /// Messages name `shown`, the path as the user gave it (`path` may be where its links lead).
 pub(crate) fn read(path: &Path, shown: &Path, form: Form) -> Result<Option<Vec<u8>>, Failure> {
-    // `metadata` first: it neither blocks (a FIFO would, on open) nor reads.
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
+    // Opened without blocking (a FIFO would, on open) and refused unless a regular file.
+    let file = match super::input::open_regular(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(unreadable(shown, e)),
     };
-    if !metadata.is_file() {
-        return Err(unreadable(shown, "not a regular file"));
-    }
-    let file = super::input::open_regular(path).map_err(|e| unreadable(shown, e))?;
     let limit = form.limit();
     let mut bytes = Vec::new();
     file.take(limit as u64 + 1)
