@@ -214,9 +214,11 @@ impl Cache {
     }
 }
 
-impl Drop for Cache {
-    /// Zeroes every slot: the tokens are bearer credentials.
-    fn drop(&mut self) {
+impl Cache {
+    /// Empties every slot and zeroes what it held (the tokens are bearer credentials), keeping
+    /// the table: `&mut`, so no reader is in it. Atomic stores, which the compiler does not drop
+    /// as dead even before the table is freed.
+    pub(crate) fn clear(&mut self) {
         for slot in self.slots.iter() {
             slot.tag.store(0, Ordering::Relaxed);
             slot.meta.store(0, Ordering::Relaxed);
@@ -226,6 +228,13 @@ impl Drop for Cache {
             }
         }
         fence(Ordering::SeqCst);
+    }
+}
+
+impl Drop for Cache {
+    /// Zeroes every slot: the tokens are bearer credentials.
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 

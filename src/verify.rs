@@ -69,7 +69,14 @@ enum CacheSetting {
 }
 
 impl CacheSetting {
-    /// The same setting with an empty cache: no verdict outlives the keys that gave it.
+    /// Forgets every verdict, keeping the table: no verdict outlives the keys that gave it.
+    fn clear(&mut self) {
+        if let CacheSetting::On(cache) = self {
+            cache.clear();
+        }
+    }
+
+    /// The same setting with a cache of its own, empty (for a clone).
     fn emptied(&self) -> CacheSetting {
         match self {
             CacheSetting::Unset => CacheSetting::Unset,
@@ -183,7 +190,7 @@ impl Verifier {
     pub fn insert(&mut self, id: &str, key_type: KeyType, key: &GatewayKey) -> Result<(), Error> {
         check_id_for(id, Op::Config)?;
         let keyed = Some(key.keyed_mac()?);
-        self.cache = self.cache.emptied();
+        self.cache.clear();
         let gateway = self.gateways.entry(id.into()).or_default();
         match key_type {
             KeyType::Primary => gateway.primary = keyed,
@@ -194,7 +201,7 @@ impl Verifier {
 
     /// Removes gateway `id` and both its keys; `true` when it was there.
     pub fn remove(&mut self, id: &str) -> bool {
-        self.cache = self.cache.emptied();
+        self.cache.clear();
         self.gateways.remove(id).is_some()
     }
 
