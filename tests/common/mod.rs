@@ -43,6 +43,18 @@ impl From<std::process::Output> for Run {
 }
 
 impl Run {
+    /// The same run, after checking that `secret` (a canary key) is in neither of its outputs.
+    #[track_caller]
+    pub fn leaking_nothing(self, secret: &str) -> Run {
+        assert!(
+            !self.stdout.contains(secret) && !self.stderr.contains(secret),
+            "a key leaked: {}{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
     /// Stdout as the one JSON document `--output json` promises.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
