@@ -4,6 +4,7 @@
 #
 #   nginx/build.sh          # the module, for /usr/sbin/nginx
 #   nginx/build.sh --deb    # the module and its .deb
+#   nginx/build.sh --test [ARGS]   # the module, then its tests against that nginx (cargo test ARGS)
 #
 # Debian and Ubuntu: apt-get install nginx nginx-dev clang libclang-dev build-essential
 #   libpcre2-dev libssl-dev zlib1g-dev (and Rust). nginx-dev ships nginx's headers and the flags
@@ -15,15 +16,17 @@
 # is written into the source tree.
 set -euo pipefail
 
-usage() { sed -n '2,16s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,17s/^# \{0,1\}//p' "$0"; }
 deb=false
+test=false
 case "${1:-}" in
   "") ;;
   --deb) deb=true ;;
+  --test) test=true ;;
   -h | --help) usage; exit 0 ;;
   *) echo "build.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
 esac
-[ $# -le 1 ] || { echo "build.sh: one argument at most" >&2; exit 2; }
+if $test; then shift; else [ $# -le 1 ] || { echo "build.sh: one argument at most" >&2; exit 2; }; fi
 
 die() { echo "build.sh: $*" >&2; exit 1; }
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -85,6 +88,11 @@ printf 'load_module %s;\nevents {}\n' "$so" >"$check/nginx.conf"
 "$nginx_bin" -q -t -p "$check" -c "$check/nginx.conf" -g "error_log stderr; pid $check/nginx.pid;" ||
   die "$nginx_bin does not load $so"
 
+if $test; then
+  echo "== cargo test --release -p ngx_http_apim_sas_module $*" >&2
+  NGINX_SOURCE_DIR="$src" NGINX_BUILD_DIR="$build" APIM_SAS_NGINX_MODULE="$so" NGINX_BINARY="$nginx_bin" \
+    cargo test --release --locked -p ngx_http_apim_sas_module --manifest-path "$root/Cargo.toml" "$@" >&2
+fi
 if ! $deb; then
   echo "$so"
   exit 0

@@ -72,6 +72,16 @@ impl Conn {
     }
 
     pub fn read_reply(&mut self) -> std::io::Result<Reply> {
+        self.read_reply_for(true)
+    }
+
+    /// The reply to a `HEAD`: its `Content-Length` is what a `GET` would get, with no body.
+    pub fn send_head(&mut self, request: &[u8]) -> Reply {
+        self.stream.write_all(request).unwrap();
+        self.read_reply_for(false).unwrap()
+    }
+
+    fn read_reply_for(&mut self, with_body: bool) -> std::io::Result<Reply> {
         let mut chunk = [0u8; 8192];
         loop {
             if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -86,10 +96,13 @@ impl Conn {
                     .filter_map(|l| l.split_once(':'))
                     .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
                     .collect();
-                let length: usize = headers
-                    .iter()
-                    .find(|(n, _)| n == "content-length")
-                    .map_or(0, |(_, v)| v.parse().unwrap());
+                let length: usize = match with_body {
+                    true => headers
+                        .iter()
+                        .find(|(n, _)| n == "content-length")
+                        .map_or(0, |(_, v)| v.parse().unwrap()),
+                    false => 0,
+                };
                 while self.buf.len() < end + 4 + length {
                     let n = self.stream.read(&mut chunk)?;
                     if n == 0 {
