@@ -16,7 +16,8 @@
 #   d  `auth_request` -> `apim-sas serve` over a keepalive upstream, the subrequest as README.md's
 #      nginx section writes it (GET /verify, the token header alone, no body)
 #   e  njs, `js_content peer.content`: verifies with WebCrypto, then `r.internalRedirect('@file')`
-#      to a named location serving the file (the cheapest shape njs 0.7.9 allows, no subrequest)
+#      to a named location serving the file (no subrequest); the keystore is a
+#      `js_preload_object`, read once per configuration, as the module reads its own
 #   f  njs, `auth_request` to a `js_content peer.auth` location (the shape of nginx's own njs
 #      token examples); see benches/peer.njs for why njs can do no better (no SHA-512 in
 #      createHmac, WebCrypto is async so no js_set, a fresh VM per request)
@@ -45,12 +46,12 @@
 #                 built by nginx/build.sh when missing)
 #   BIN=PATH      the apim-sas binary for d (default: `cargo build --release --bin apim-sas`)
 #   TOKENS=N      (default 1) send N distinct valid tokens round-robin instead of one, e.g. 4096
-#                 to overflow the module's 1024-token cache; with N > 1 wrk builds requests in Lua,
-#                 costing it some speed
+#                 to overflow the module's 1024-token cache; with N > 1 wrk calls Lua for every
+#                 request, which costs it some speed
 #   PIN=1         wrk on CPU 0, everything under test on CPU 1 (default 0: nothing pinned)
 #   NICE=N        run wrk, nginx and serve at `nice -n N` (default 0); on a machine shared with
-#                 compilers NICE=-10 (as root) makes the figures closer to an idle machine's, at
-#                 the others' expense for the minutes of the run
+#                 compilers NICE=-10 (as root) gives them a larger share of the CPU, at the
+#                 others' expense for the minutes of the run
 #   KEEP=1        keep the temporary directory (configs, logs, raw results)
 # Needs: nginx (Debian's, with auth_request), libnginx-mod-http-js, wrk, curl, python3 (the first
 # three installed with apt-get when missing).
@@ -149,15 +150,8 @@ key() { head -c 48 /dev/urandom | base64 -w0; }
 printf '{"gw1":{"primary":"%s","secondary":"%s"},"gw2":{"primary":"%s","secondary":"%s"}}\n' \
   "$(key)" "$(key)" "$(key)" "$(key)" >"$dir/keystore.json"
 chmod 600 "$dir/keystore.json" # the module's master and serve read it as root
-# njs reads the keystore in the worker, on every request: its own copy, readable by the worker's
-# user only, as an operator would give it
-mkdir -p "$dir/njs"
-cp "$dir/keystore.json" "$dir/njs/keystore.json"
 user_line=
-if [[ $EUID -eq 0 ]]; then
-  user_line="user nobody nogroup;"
-  chown nobody:nogroup "$dir/njs/keystore.json"
-fi
+[[ $EUID -eq 0 ]] && user_line="user nobody nogroup;"
 
 mint() { "$bin" mint --id gw1 --keystore "$dir/keystore.json" --scheme gateway-key "$@"; }
 token=$(mint --ttl 29d)
@@ -292,7 +286,7 @@ EOF
 )"
 
 njs_http="    js_import peer from $PWD/benches/peer.njs;
-    js_var \$peer_keystore $dir/njs/keystore.json;
+    js_preload_object keystore from $dir/keystore.json;
     js_var \$peer_next @file;
     js_var \$peer_gateway_id;
     js_var \$peer_key_type;

@@ -15,29 +15,34 @@
 // - `require('crypto').createHmac` knows md5, sha1 and sha256 only: "not supported algorithm:
 //   sha512". The one SHA-512 HMAC is WebCrypto's `crypto.subtle`, whose calls return promises, so
 //   a `js_set` variable (synchronous) cannot verify. The handler is an async `js_content`.
-// - Nothing survives a request: njs 0.7.9 clones a fresh VM for every request and runs the
-//   module's top-level code in it again, so keys cannot be read "once", and a CryptoKey imported by
-//   one request is gone for the next. Each request reads the keystore (`js_var $peer_keystore`,
-//   the same file the module and serve read; the page cache serves it), parses it, and imports the
-//   one key it tries (importKey is cheap next to the VM and the promises).
+// - Nothing a script makes survives its request: njs 0.7.9 clones a fresh VM for every request
+//   and runs the module's top-level code in it again, so a keystore read at top level would be
+//   read and parsed on every request, and a CryptoKey imported by one request is gone for the
+//   next. The keystore is therefore njs 0.7.8's `js_preload_object keystore from PATH;` (the same
+//   file the module and serve read): read and parsed once per configuration by the master (as
+//   root, like the module's), an immutable global shared by every request's VM. Each request
+//   imports the one key it tries (importKey is cheap next to the VM clone and the promises).
 // - No `for…of`, no destructuring in this njs: plain loops.
 //
 // Two entry points, both in use by benches/nginx.sh:
 //   content  `location / { js_content peer.content; }`: verifies, then
 //            `r.internalRedirect($peer_next)` (a named location, `@file` by default) that serves
-//            the request as if nothing had happened; the cheapest shape njs allows (no subrequest).
+//            the request as if nothing had happened (no subrequest).
 //            The identity is left in `js_var` variables $peer_gateway_id, $peer_key_type,
 //            $peer_token_expiry, $peer_token_format for what serves the request.
 //            A refusal is serve's: 401, `WWW-Authenticate: SharedAccessSignature error="<Code>"`,
 //            Azure's ErrorResponse JSON body.
 //   auth     `auth_request /_peer; location = /_peer { internal; js_content peer.auth; }`: the
 //            shape nginx's own njs examples use for tokens, 200 with X-Apim-* headers for
-//            auth_request_set, or 401 (with WWW-Authenticate, which auth_request passes on).
+//            auth_request_set, or 401. The challenge does not reach the client: auth_request
+//            copies only headers_out.www_authenticate, which njs 0.7.9's r.headersOut never sets,
+//            so the client gets nginx's bare 401.
 //
-// Needs in nginx.conf: `js_import peer from …/peer.njs; js_var $peer_keystore PATH;` and, for
-// `content`, `js_var $peer_next @file;` plus the js_var identity variables it sets.
-
-import fs from 'fs';
+// Needs in nginx.conf: `js_import peer from …/peer.njs; js_preload_object keystore from PATH;`
+// and, for `content`, `js_var $peer_next @file;` plus the js_var identity variables it sets.
+//
+// The keystore, {"<gateway id>": {"primary": "<key>", "secondary": "<key>"}, …}, preloaded.
+/* global keystore */
 
 const LEEWAY_MS = 60 * 1000;
 const MAX_LIFETIME_MS = 30 * 86400 * 1000;
@@ -116,9 +121,7 @@ async function verify(r) {
   const t = parse(r.headersIn['Authorization']);
   if (t.code !== undefined) return t;
 
-  // A fresh VM every request (see the top): the keystore is read here, each time.
-  const store = JSON.parse(fs.readFileSync(r.variables.peer_keystore, 'utf8'));
-  const pair = Object.prototype.hasOwnProperty.call(store, t.id) ? store[t.id] : undefined;
+  const pair = Object.prototype.hasOwnProperty.call(keystore, t.id) ? keystore[t.id] : undefined;
   if (pair === undefined) return refuse('GatewayNotExist', 'id', `no key for gateway '${t.id}'`);
 
   const mac = Buffer.from(t.sig, 'base64');
