@@ -160,6 +160,81 @@ impl GatewayIdentity {
     }
 }
 
+/// `X-Apim-Gateway-Id`: the gateway id a token was verified for.
+pub const X_APIM_GATEWAY_ID: HeaderName = HeaderName::from_static("x-apim-gateway-id");
+/// `X-Apim-Key-Type`: `primary` or `secondary`.
+pub const X_APIM_KEY_TYPE: HeaderName = HeaderName::from_static("x-apim-key-type");
+/// `X-Apim-Token-Expiry`: the token's expiry, RFC 3339 in UTC.
+pub const X_APIM_TOKEN_EXPIRY: HeaderName = HeaderName::from_static("x-apim-token-expiry");
+/// `X-Apim-Token-Format`: the form the token came in.
+pub const X_APIM_TOKEN_FORMAT: HeaderName = HeaderName::from_static("x-apim-token-format");
+
+impl GatewayIdentity {
+    /// The four `X-Apim-*` headers that tell an upstream who was let through, in the order
+    /// gateway id, key type, expiry, format: what `apim-sas serve` answers a valid token with,
+    /// and what the gRPC `ExtAuthz` service (feature `ext-authz`) has Envoy set upstream.
+    ///
+    /// The expiry is RFC 3339 in UTC, whole seconds as `2026-04-22T00:44:00Z`, else with the
+    /// seven fraction digits of Azure's 100 ns ticks (`2026-04-22T00:44:00.5000000Z`). Names are
+    /// lower case (HTTP/2 and Envoy's spelling; HTTP/1.1 names are case-insensitive). An id is
+    /// printable ASCII and so always a valid header value; one that were not would be left out.
+    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        let mut expiry = Vec::with_capacity(28);
+        push_rfc3339(&mut expiry, self.expiry);
+        [
+            HeaderValue::from_str(&self.id)
+                .ok()
+                .map(|id| (X_APIM_GATEWAY_ID, id)),
+            Some((
+                X_APIM_KEY_TYPE,
+                HeaderValue::from_static(self.key_type.as_str()),
+            )),
+            HeaderValue::from_maybe_shared(Bytes::from(expiry))
+                .ok()
+                .map(|expiry| (X_APIM_TOKEN_EXPIRY, expiry)),
+            Some((
+                X_APIM_TOKEN_FORMAT,
+                HeaderValue::from_static(self.format.as_str()),
+            )),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// Appends `at` as RFC 3339 UTC: `YYYY-MM-DDTHH:MM:SSZ`, with `.fffffff` before the `Z` when it
+/// has 100 ns ticks. By hand: chrono's formatter costs a noticeable share of an answer.
+fn push_rfc3339(out: &mut Vec<u8>, at: DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let nanos = at.nanosecond();
+    let at = at.naive_utc();
+    let pad = |out: &mut Vec<u8>, n: u32, width: usize| {
+        let mut digits = [b'0'; 9];
+        let mut n = n;
+        for slot in digits.iter_mut().take(width).rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.extend(digits.iter().take(width));
+    };
+    pad(out, u32::try_from(at.year().clamp(0, 9999)).unwrap_or(0), 4);
+    out.push(b'-');
+    pad(out, at.month(), 2);
+    out.push(b'-');
+    pad(out, at.day(), 2);
+    out.push(b'T');
+    pad(out, at.hour(), 2);
+    out.push(b':');
+    pad(out, at.minute(), 2);
+    out.push(b':');
+    pad(out, at.second(), 2);
+    if nanos / 100 != 0 {
+        out.push(b'.');
+        pad(out, nanos / 100, 7);
+    }
+    out.push(b'Z');
+}
+
 impl From<Verified<'_>> for GatewayIdentity {
     fn from(verified: Verified<'_>) -> GatewayIdentity {
         GatewayIdentity {
@@ -179,9 +254,10 @@ pub struct Verification<'a> {
     pub result: Result<&'a GatewayIdentity, &'a Error>,
     /// The time spent finding and verifying the token (not the inner service's).
     pub elapsed: Duration,
-    /// The request's method.
+    /// The request's method (for a gRPC Check, the client request's as Envoy reports it).
     pub method: &'a Method,
-    /// The request's URI (path and query; a refusal's log line names the path).
+    /// The request's URI (path and query; a refusal's log line names the path). For a gRPC
+    /// Check, the client request's path as Envoy reports it.
     pub uri: &'a Uri,
 }
 
@@ -205,15 +281,23 @@ where
 
 type Clock = dyn Fn() -> DateTime<Utc> + Send + Sync;
 
-/// What every service of one layer shares, built once.
+/// What every service of one layer shares, built once (and what the gRPC `ExtAuthz` service of
+/// feature `ext-authz`, built from the layer, shares with it).
 #[derive(Clone)]
-struct Config {
+pub(crate) struct Config {
     verifier: SharedVerifier,
-    headers: Box<[HeaderName]>,
+    pub(crate) headers: Box<[HeaderName]>,
     clock: Option<Arc<Clock>>,
     observer: Option<Arc<dyn Observer>>,
     /// `SharedAccessSignature error="<Code>"` for every code, built once.
     challenges: Box<[(ErrorKind, HeaderValue)]>,
+}
+
+/// One verification's outcome, and how long finding and verifying the token took (timed only
+/// when an observer is told).
+pub(crate) struct Verdict {
+    pub(crate) result: Result<GatewayIdentity, Error>,
+    elapsed: Option<Duration>,
 }
 
 impl Config {
@@ -230,6 +314,42 @@ impl Config {
             None => challenge(kind),
         }
     }
+
+    /// The token `find` reads, verified against the verifier in use now at the clock's `now`.
+    pub(crate) fn verdict<'t>(&self, find: impl FnOnce() -> Result<&'t [u8], Error>) -> Verdict {
+        let started = self.observer.as_ref().map(|_| Instant::now());
+        let result = find().and_then(|token| self.verifier.verify_bytes(token, self.now()));
+        Verdict {
+            result,
+            elapsed: started.map(|started| started.elapsed()),
+        }
+    }
+
+    /// Whether anyone is told of verdicts (so that callers build a method and URI only then).
+    #[cfg(feature = "ext-authz")]
+    pub(crate) fn observed(&self) -> bool {
+        self.observer.is_some()
+    }
+
+    /// Tells the observer, if any, of `verdict` on a request for `method` `uri`.
+    pub(crate) fn observe(&self, verdict: &Verdict, method: &Method, uri: &Uri) {
+        if let (Some(observer), Some(elapsed)) = (&self.observer, verdict.elapsed) {
+            observer.observe(&Verification {
+                result: verdict.result.as_ref(),
+                elapsed,
+                method,
+                uri,
+            });
+        }
+    }
+
+    /// What a refusal with `error` answers: its challenge and its body.
+    pub(crate) fn refusal(&self, error: &Error) -> Refusal {
+        Refusal {
+            challenge: self.challenge(error.kind()),
+            body: error_body(error),
+        }
+    }
 }
 
 fn challenge(kind: ErrorKind) -> Option<HeaderValue> {
@@ -241,7 +361,7 @@ fn challenge(kind: ErrorKind) -> Option<HeaderValue> {
 /// Built once and cloned cheaply (its configuration sits behind an `Arc`).
 #[derive(Clone)]
 pub struct VerifyLayer {
-    config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
 }
 
 impl VerifyLayer {
@@ -348,26 +468,36 @@ impl<S> VerifyService<S> {
     }
 }
 
+/// The refusal of a token header given more than once: credentials that could be read two ways.
+pub(crate) fn repeated_token_header() -> Error {
+    Error::token(
+        ErrorKind::MalformedToken,
+        Target::Token,
+        "token: the header is given more than once",
+    )
+}
+
+/// The refusal of a request that carries none of the token headers.
+pub(crate) fn no_token_header() -> Error {
+    Error::token(
+        ErrorKind::EmptyToken,
+        Target::Token,
+        "token: no token header in the request",
+    )
+}
+
 /// The token's bytes: the first present header of `names`; present twice is ambiguous.
 fn token_of<'h>(headers: &'h HeaderMap, names: &[HeaderName]) -> Result<&'h [u8], Error> {
     for name in names {
         let mut values = headers.get_all(name).iter();
         if let Some(value) = values.next() {
             if values.next().is_some() {
-                return Err(Error::token(
-                    ErrorKind::MalformedToken,
-                    Target::Token,
-                    "token: the header is given more than once",
-                ));
+                return Err(repeated_token_header());
             }
             return Ok(value.as_bytes());
         }
     }
-    Err(Error::token(
-        ErrorKind::EmptyToken,
-        Target::Token,
-        "token: no token header in the request",
-    ))
+    Err(no_token_header())
 }
 
 /// Azure's ErrorResponse: `{"error":{"code","message","target"}}`.
@@ -400,9 +530,11 @@ pub fn error_body(error: &Error) -> Bytes {
 
 /// What a refusal answers, kept so the response can be built when the future is polled.
 #[derive(Clone)]
-struct Refusal {
-    challenge: Option<HeaderValue>,
-    body: Bytes,
+pub(crate) struct Refusal {
+    /// `SharedAccessSignature error="<Code>"`.
+    pub(crate) challenge: Option<HeaderValue>,
+    /// Azure's ErrorResponse as JSON ([`error_body`]).
+    pub(crate) body: Bytes,
 }
 
 impl Refusal {
@@ -432,18 +564,9 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let started = config.observer.as_ref().map(|_| Instant::now());
-        let result = token_of(request.headers(), &config.headers)
-            .and_then(|token| config.verifier.verify_bytes(token, config.now()));
-        if let (Some(observer), Some(started)) = (&config.observer, started) {
-            observer.observe(&Verification {
-                result: result.as_ref(),
-                elapsed: started.elapsed(),
-                method: request.method(),
-                uri: request.uri(),
-            });
-        }
-        match result {
+        let verdict = config.verdict(|| token_of(request.headers(), &config.headers));
+        config.observe(&verdict, request.method(), request.uri());
+        match verdict.result {
             Ok(identity) => {
                 request.extensions_mut().insert(identity);
                 ResponseFuture {
@@ -454,10 +577,7 @@ where
             }
             Err(error) => ResponseFuture {
                 kind: Kind::Refused {
-                    refusal: Refusal {
-                        challenge: config.challenge(error.kind()),
-                        body: error_body(&error),
-                    },
+                    refusal: config.refusal(&error),
                 },
             },
         }
@@ -560,6 +680,36 @@ where
             BodyKind::Refusal { body } => {
                 http_body::SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn push_rfc3339_is_chronos_spelling() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let secs = (seed % 315_537_897_600) as i64 - 62_135_596_800;
+            let ticks = match seed >> 60 {
+                0..=5 => 0,
+                _ => ((seed >> 20) % 10_000_000) as u32,
+            };
+            let at = Utc.timestamp_opt(secs, ticks * 100).unwrap();
+            let whole = at.format("%Y-%m-%dT%H:%M:%S");
+            let expected = match ticks {
+                0 => format!("{whole}Z"),
+                t => format!("{whole}.{t:07}Z"),
+            };
+            let mut ours = Vec::new();
+            push_rfc3339(&mut ours, at);
+            assert_eq!(String::from_utf8(ours).unwrap(), expected);
         }
     }
 }

@@ -98,6 +98,8 @@
 mod cache;
 mod error;
 mod expiry;
+#[cfg(feature = "ext-authz")]
+pub mod ext_authz;
 mod key;
 #[cfg(feature = "keystore")]
 mod keystore;

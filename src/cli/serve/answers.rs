@@ -1,5 +1,5 @@
 //! The HTTP answers: `/verify` and below through the library's layer, health, readiness,
-//! metrics, else `404`.
+//! metrics, else `404`; gRPC calls are handed to [`Grpc`](super::grpc::Grpc).
 
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
@@ -10,27 +10,24 @@ use std::task::{Context, Poll};
 
 use apim_sas::layer::{GatewayIdentity, Service as _, VerifyBody, VerifyService};
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use super::grpc::{is_grpc, Grpc, GrpcBody, GrpcFuture};
 use super::metrics::{wants_openmetrics, Metrics};
 use super::reload::Reloader;
-use crate::cli::values;
 
-pub(super) const X_GATEWAY_ID: HeaderName = HeaderName::from_static("x-apim-gateway-id");
-pub(super) const X_KEY_TYPE: HeaderName = HeaderName::from_static("x-apim-key-type");
-pub(super) const X_TOKEN_EXPIRY: HeaderName = HeaderName::from_static("x-apim-token-expiry");
-pub(super) const X_TOKEN_FORMAT: HeaderName = HeaderName::from_static("x-apim-token-format");
+/// The response body: the layer's, one of ours, or a gRPC answer's.
+pub(super) type Body = Either<Either<VerifyBody<Full<Bytes>>, Full<Bytes>>, GrpcBody>;
 
-/// The response body: the layer's, or one of ours.
-pub(super) type Body = Either<VerifyBody<Full<Bytes>>, Full<Bytes>>;
+fn ours(body: Full<Bytes>) -> Body {
+    Either::Left(Either::Right(body))
+}
 
 pub(super) fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
-        text.as_bytes(),
-    ))));
+    let mut response = Response::new(ours(Full::new(Bytes::from_static(text.as_bytes()))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -61,23 +58,9 @@ impl apim_sas::layer::Service<Request<Incoming>> for Allow {
             *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             return ready(Ok(response));
         };
-        // Ids are printable ASCII and RFC 3339 is ASCII: both are valid header values.
-        if let Ok(id) = HeaderValue::try_from(identity.id().to_owned()) {
-            headers.insert(X_GATEWAY_ID, id);
+        for (name, value) in identity.headers() {
+            headers.insert(name, value);
         }
-        headers.insert(
-            X_KEY_TYPE,
-            HeaderValue::from_static(identity.key_type().as_str()),
-        );
-        let mut expiry = Vec::with_capacity(28);
-        values::push_rfc3339(&mut expiry, identity.expiry());
-        if let Ok(expiry) = HeaderValue::from_maybe_shared(Bytes::from(expiry)) {
-            headers.insert(X_TOKEN_EXPIRY, expiry);
-        }
-        headers.insert(
-            X_TOKEN_FORMAT,
-            HeaderValue::from_static(identity.format().as_str()),
-        );
         ready(Ok(response))
     }
 }
@@ -85,6 +68,7 @@ impl apim_sas::layer::Service<Request<Incoming>> for Allow {
 /// Everything a connection's requests share.
 pub(super) struct App {
     pub(super) verify: VerifyService<Allow>,
+    pub(super) grpc: Grpc,
     pub(super) ready: Arc<Reloader>,
     pub(super) metrics: Arc<Metrics>,
 }
@@ -100,6 +84,9 @@ impl hyper::service::Service<Request<Incoming>> for Routes {
 
     fn call(&self, request: Request<Incoming>) -> Answer {
         let app = &self.0;
+        if is_grpc(&request) {
+            return Answer::Grpc(app.grpc.call(request));
+        }
         let path = request.uri().path();
         if path == "/verify" || path.starts_with("/verify/") {
             if !app.ready.ready.load(Ordering::Acquire) {
@@ -122,7 +109,7 @@ impl hyper::service::Service<Request<Incoming>> for Routes {
             }
             "/metrics" if get => match app.metrics.exposition(wants_openmetrics(&request)) {
                 Some((text, content_type)) => {
-                    let mut response = Response::new(Either::Right(Full::new(Bytes::from(text))));
+                    let mut response = Response::new(ours(Full::new(Bytes::from(text))));
                     response
                         .headers_mut()
                         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -145,6 +132,7 @@ pub(super) type VerifyFuture =
 pub(super) enum Answer {
     Now(Option<Response<Body>>),
     Verify(VerifyFuture),
+    Grpc(GrpcFuture),
 }
 
 impl Answer {
@@ -163,7 +151,11 @@ impl Future for Answer {
                 .unwrap_or_else(|| plain(StatusCode::INTERNAL_SERVER_ERROR, "answered twice\n")))),
             Answer::Verify(future) => Pin::new(future)
                 .poll(cx)
-                .map_ok(|response| response.map(Either::Left)),
+                .map_ok(|response| response.map(|body| Either::Left(Either::Left(body)))),
+            Answer::Grpc(future) => future
+                .as_mut()
+                .poll(cx)
+                .map_ok(|response| response.map(Either::Right)),
         }
     }
 }

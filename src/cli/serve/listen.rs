@@ -1,13 +1,18 @@
 //! Listening: accepting connections, their limits, and the signals that stop the service.
+//!
+//! One port speaks HTTP/1.1 (forward-auth) and HTTP/2 cleartext (gRPC, Envoy's ext_authz): each
+//! connection is told apart by its first bytes (HTTP/2's connection preface, with prior
+//! knowledge, as Envoy's gRPC clusters connect), and both share the limits below.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Semaphore};
@@ -24,6 +29,10 @@ pub(super) const MAX_HEAD: usize = 16 * 1024;
 /// (`wrk` direct, one thread); 256 cost 8 %, 1,024 cost 19 %. 256 is more than gateways pass
 /// (Envoy's own default limit is 100).
 pub(super) const MAX_HEADERS: usize = 256;
+
+/// The most header bytes an HTTP/2 request may carry (HPACK-decoded, as HTTP/2 counts them): as
+/// an HTTP/1.1 head. A gRPC Check carries the client's headers in its message, not here.
+const MAX_HEADER_LIST: u32 = MAX_HEAD as u32;
 
 /// What bounds the connections: how many may be open, and how long one may make no progress.
 #[derive(Debug, Clone, Copy)]
@@ -70,10 +79,52 @@ pub(super) fn max_connections(asked: Option<usize>, fd_limit: Option<u64>) -> us
     }
 }
 
-/// A connection's socket, counting its progress: every read or write that moved a byte.
+/// HTTP/2's connection preface: a connection that starts with it speaks HTTP/2 (gRPC).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A connection's socket, counting its progress: every read or write that moved a byte. It also
+/// watches the first bytes until they tell HTTP/1.1 from HTTP/2 (`told`): hyper's head timeout
+/// only starts once they have, so a client that stops inside a preface is closed by
+/// [`untold`] instead.
 struct Progress<T> {
     inner: T,
     moved: Arc<AtomicU64>,
+    /// How many bytes of the preface came so far; `None` once the protocol is told.
+    preface: Option<usize>,
+    told: Arc<AtomicBool>,
+}
+
+impl<T> Progress<T> {
+    fn new(inner: T, moved: Arc<AtomicU64>, told: Arc<AtomicBool>) -> Progress<T> {
+        Progress {
+            inner,
+            moved,
+            preface: Some(0),
+            told,
+        }
+    }
+
+    /// Follows the preface over `read`, the bytes just read.
+    fn sniff(&mut self, read: &[u8]) {
+        let Some(seen) = self.preface else { return };
+        let rest = H2_PREFACE.get(seen..).unwrap_or_default();
+        let n = read.len().min(rest.len());
+        if read.get(..n) != rest.get(..n) || seen + n == H2_PREFACE.len() {
+            self.preface = None;
+            self.told.store(true, Ordering::Relaxed);
+        } else {
+            self.preface = Some(seen + n);
+        }
+    }
+}
+
+/// Returns if the connection's first bytes have not told its protocol within `timeout` (a client
+/// stopped inside what could be HTTP/2's preface); never once they have.
+async fn untold(told: Arc<AtomicBool>, timeout: Duration) {
+    tokio::time::sleep(timeout).await;
+    if told.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Progress<T> {
@@ -86,6 +137,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Progress<T> {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.moved.fetch_add(1, Ordering::Relaxed);
+            if self.preface.is_some() {
+                let read = buf.filled().get(before..).unwrap_or_default();
+                self.sniff(read);
+            }
         }
         polled
     }
@@ -175,13 +230,20 @@ pub(super) async fn accept(
     limits: Limits,
     stop: oneshot::Receiver<()>,
 ) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
         .header_read_timeout(limits.head_timeout)
         .max_buf_size(MAX_HEAD)
         .max_headers(MAX_HEADERS)
         // A client that shuts down its side after its request still gets the answer.
         .half_close(true);
+    // HTTP/2: hyper's defaults (200 streams per connection, flow-control windows) otherwise; a
+    // connection that moves no byte is closed by the idle timeout as an HTTP/1.1 one is.
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_LIST);
+    let http = Arc::new(http);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut errors = AcceptErrors {
@@ -207,21 +269,23 @@ pub(super) async fn accept(
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
                 let moved = Arc::new(AtomicU64::new(0));
-                let io = Progress {
-                    inner: stream,
-                    moved: Arc::clone(&moved),
-                };
-                let connection = http.serve_connection(TokioIo::new(io), routes.clone());
-                let connection = graceful.watch(connection);
+                let told = Arc::new(AtomicBool::new(false));
+                let io = Progress::new(stream, Arc::clone(&moved), Arc::clone(&told));
+                let head_timeout = limits.head_timeout;
+                let http = Arc::clone(&http);
+                let routes = routes.clone();
+                let watcher = graceful.watcher();
                 let idle = limits.idle_timeout;
                 tokio::spawn(async move {
                     let _slot = slot;
+                    let connection = watcher.watch(http.serve_connection(TokioIo::new(io), routes));
                     tokio::select! {
                         // Timeouts, resets, heads too large (answered 431): the client's doing.
                         closed = connection => if let Err(e) = closed {
                             debug!(error = %e, "connection closed");
                         },
                         () = stalled(moved, idle) => debug!("connection closed: no progress"),
+                        () = untold(told, head_timeout) => debug!("connection closed: no protocol within the head timeout"),
                     }
                 });
             }

@@ -1,13 +1,16 @@
-//! `apim-sas serve`: the local HTTP service that gateways ask whether a request may pass (nginx
-//! `auth_request`, Traefik `ForwardAuth`, Envoy `ext_authz`).
+//! `apim-sas serve`: the local service that gateways ask whether a request may pass (nginx
+//! `auth_request`, Traefik `ForwardAuth`, Envoy `ext_authz` in HTTP mode over HTTP/1.1, and
+//! Envoy's gRPC `ext_authz` over HTTP/2 cleartext on the same port).
 //!
 //! This folder holds only process concerns, a file each: listening and its limits
 //! (`listen.rs`), reloading the keys (`reload.rs`), the metrics registry (`metrics.rs`), the HTTP
-//! answers (`answers.rs`) and the log lines (`log.rs`). The verdict on each request comes from the
-//! library's [`VerifyLayer`](apim_sas::layer::VerifyLayer), the same layer library users put in
-//! front of their own services.
+//! answers (`answers.rs`), the gRPC answers (`grpc.rs`) and the log lines (`log.rs`). The verdict
+//! on each request comes from the library's [`VerifyLayer`](apim_sas::layer::VerifyLayer), and on
+//! each gRPC Check from the library's [`ExtAuthz`](apim_sas::ext_authz::ExtAuthz) built on that
+//! same layer: the same service library users mount in their own servers.
 
 mod answers;
+mod grpc;
 mod listen;
 mod log;
 mod metrics;
@@ -18,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apim_sas::chrono::{DateTime, Utc};
+use apim_sas::ext_authz::ExtAuthz;
 use apim_sas::layer::Layer as _;
 use apim_sas::layer::{SharedVerifier, Verification, VerifyLayer};
 use apim_sas::{ErrorKind, Verifier};
@@ -299,7 +303,14 @@ async fn serve(settings: Settings, log_queue: Option<ErrorCounter>) -> Result<u8
     }
     let watched = settings.keys.path().is_some();
     let reloader = Arc::new(Reloader::new(settings.keys, shared, Arc::clone(&metrics)));
+    let health = tonic_health::server::HealthReporter::new();
+    grpc::not_serving(&health).await;
     let routes = Routes(Arc::new(App {
+        grpc: grpc::Grpc::new(
+            ExtAuthz::from(layer.clone()),
+            &health,
+            Arc::clone(&reloader),
+        ),
         verify: layer.layer(Allow),
         ready: Arc::clone(&reloader),
         metrics,
@@ -324,7 +335,10 @@ async fn serve(settings: Settings, log_queue: Option<ErrorCounter>) -> Result<u8
     };
     drop(seen);
     match first {
-        Some(Ok(gateways)) => info!(gateways, "keys loaded"),
+        Some(Ok(gateways)) => {
+            grpc::serving(&health).await;
+            info!(gateways, "keys loaded");
+        }
         Some(Err(failure)) => {
             let _ = stop.send(());
             return Err(failure);

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The independent gRPC client of tests/grpc.rs: Python's grpcio with Envoy's own protos as
+# published on PyPI (xds-protos) and the standard health client, in target/grpc-venv.
+# Idempotent: a venv that already holds these exact versions is left as it is.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+venv=target/grpc-venv
+pins=(grpcio==1.85.3 grpcio-health-checking==1.85.1 xds-protos==1.85.0 protobuf==7.36.2)
+stamp=$venv/.pins
+if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "${pins[*]}" ]; then
+  exit 0
+fi
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check "${pins[@]}"
+"$venv/bin/python" -c 'import grpc, grpc_health.v1.health_pb2, envoy.service.auth.v3.external_auth_pb2_grpc'
+echo "${pins[*]}" >"$stamp"

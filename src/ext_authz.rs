@@ -1,0 +1,375 @@
+//! Envoy's gRPC external authorization: a tonic `Authorization` service that lets a request
+//! through only with a valid token (feature `ext-authz`).
+//!
+//! Envoy's `ext_authz` filter in gRPC mode (and Istio's `envoyExtAuthzGrpc`, Contour, Envoy
+//! Gateway) calls `envoy.service.auth.v3.Authorization/Check` with a `CheckRequest` describing the
+//! client's request. [`ExtAuthz`] answers it with the same verdict as the tower
+//! [`VerifyLayer`], over the same [`SharedVerifier`] (its keys, its
+//! rotation, its verdict cache):
+//!
+//! - The token is read from `attributes.request.http.headers` by the layer's header list
+//!   (`Authorization` by default), names matched case-insensitively (Envoy sends them in lower
+//!   case). With Envoy's `encode_raw_headers: true` the headers come in `header_map` instead, and
+//!   are read there.
+//! - Valid: `status.code` 0 (OK) and an `OkHttpResponse` that sets the four `x-apim-*` headers
+//!   of [`GatewayIdentity::headers`] on the request sent upstream, overwriting any the client
+//!   sent (a client cannot smuggle its own `x-apim-gateway-id` past the check).
+//! - Refused: `status.code` 16 (UNAUTHENTICATED) and a `DeniedHttpResponse` that Envoy answers
+//!   the client with: HTTP 401, `www-authenticate: SharedAccessSignature error="<Code>"`,
+//!   `content-type: application/json` and Azure's ErrorResponse body, byte for byte what the
+//!   layer answers.
+//!
+//! The RPC itself always succeeds: a refusal is a verdict, not a gRPC error. The layer's
+//! [`Observer`](crate::layer::Observer) is told of every Check as of every HTTP request, with the
+//! client request's method and path from `attributes.request.http` (a method Envoy left empty is
+//! reported as `GET`, a path that is not a valid URI path as `/`).
+//!
+//! # Overwriting, in every Envoy release
+//!
+//! Each header is sent with both the deprecated `append: false` and `append_action:
+//! OVERWRITE_IF_EXISTS_OR_ADD`. Envoy's gRPC client for ext_authz read only `append` for the
+//! upstream headers in its older releases (a false or absent `append` meant "set"), and reads
+//! `append` first and `append_action` only when `append` is absent in current ones
+//! (`source/extensions/filters/common/ext_authz/ext_authz_grpc_impl.cc`, before and after the
+//! `append_action` support). So `append: false` alone means overwrite in every release; the
+//! `append_action` says the same to any implementation that reads only the newer field.
+//!
+//! # Mount it
+//!
+//! ```
+//! use apim_sas::ext_authz::ExtAuthz;
+//! use apim_sas::layer::{SharedVerifier, VerifyLayer};
+//! use apim_sas::{GatewayKey, KeyType, Policy, Verifier};
+//!
+//! let mut verifier = Verifier::new(Policy::default());
+//! verifier.insert("gw1", KeyType::Primary, &GatewayKey::new("sample-key-do-not-use")?)?;
+//! let keys = SharedVerifier::new(verifier);
+//! // The same headers, clock and observer as a layer, or `ExtAuthz::new(keys)` for the defaults.
+//! let layer = VerifyLayer::new(keys.clone());
+//! let server = ExtAuthz::from(layer).into_server();
+//! // tonic::transport::Server::builder().add_service(server).serve(addr).await?;
+//! # let _ = server;
+//! # Ok::<(), apim_sas::Error>(())
+//! ```
+
+use std::fmt;
+
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
+    HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, HttpStatusCode,
+    OkHttpResponse,
+};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::pb::google::rpc;
+use http::header::{HeaderName, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Uri};
+
+use crate::error::Error;
+use crate::layer::{no_token_header, repeated_token_header, GatewayIdentity, SharedVerifier};
+use crate::layer::{Config, VerifyLayer};
+
+pub use envoy_types;
+pub use tonic;
+
+/// `google.rpc.Code` OK.
+const OK: i32 = 0;
+/// `google.rpc.Code` UNAUTHENTICATED: the request has no valid credentials.
+const UNAUTHENTICATED: i32 = 16;
+
+/// Envoy's `Authorization` service over a [`SharedVerifier`]; see the [module docs](self).
+///
+/// Built from a [`VerifyLayer`] (its header list, clock and observer) or from a verifier alone,
+/// and cloned cheaply (the configuration sits behind an `Arc`, shared with the layer).
+#[derive(Clone)]
+pub struct ExtAuthz {
+    layer: VerifyLayer,
+}
+
+impl ExtAuthz {
+    /// Reads `Authorization`, verifies against `verifier` at the current time, observes nothing.
+    pub fn new(verifier: SharedVerifier) -> ExtAuthz {
+        ExtAuthz::from(VerifyLayer::new(verifier))
+    }
+
+    /// The layer whose configuration this service uses.
+    pub fn layer(&self) -> &VerifyLayer {
+        &self.layer
+    }
+
+    fn config(&self) -> &Config {
+        &self.layer.config
+    }
+
+    /// The verdict on one `CheckRequest`, as the `CheckResponse` Envoy acts on.
+    pub fn check_response(&self, request: &CheckRequest) -> CheckResponse {
+        let config = self.config();
+        let http = request
+            .attributes
+            .as_ref()
+            .and_then(|attributes| attributes.request.as_ref())
+            .and_then(|request| request.http.as_ref());
+        let verdict = config.verdict(|| token_of(http, &config.headers));
+        if config.observed() {
+            let (method, uri) = request_line(http);
+            config.observe(&verdict, &method, &uri);
+        }
+        match &verdict.result {
+            Ok(identity) => allowed(identity),
+            Err(error) => self.refused(error),
+        }
+    }
+
+    /// The refusal of `error`: UNAUTHENTICATED, and the 401 the layer would answer.
+    fn refused(&self, error: &Error) -> CheckResponse {
+        let refusal = self.config().refusal(error);
+        let mut headers = Vec::with_capacity(2);
+        if let Some(challenge) = refusal.challenge.as_ref().and_then(|c| c.to_str().ok()) {
+            headers.push(overwrite(&WWW_AUTHENTICATE, challenge));
+        }
+        headers.push(overwrite(&CONTENT_TYPE, "application/json"));
+        CheckResponse {
+            status: Some(rpc::Status {
+                code: UNAUTHENTICATED,
+                message: error.message().to_owned(),
+                details: Vec::new(),
+            }),
+            dynamic_metadata: None,
+            http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+                status: Some(HttpStatus {
+                    code: HttpStatusCode::Unauthorized.into(),
+                }),
+                headers,
+                // The ErrorResponse is serde_json's output: UTF-8.
+                body: String::from_utf8_lossy(&refusal.body).into_owned(),
+            })),
+        }
+    }
+
+    /// The tonic server to mount (`Server::builder().add_service(…)`, or any tower stack).
+    pub fn into_server(self) -> AuthorizationServer<ExtAuthz> {
+        AuthorizationServer::new(self)
+    }
+}
+
+impl From<VerifyLayer> for ExtAuthz {
+    /// Verifies as `layer` does: its verifier, header list, clock and observer.
+    fn from(layer: VerifyLayer) -> ExtAuthz {
+        ExtAuthz { layer }
+    }
+}
+
+impl fmt::Debug for ExtAuthz {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExtAuthz")
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthz {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(self.check_response(request.get_ref())))
+    }
+}
+
+/// OK, with the identity's headers set on the upstream request.
+fn allowed(identity: &GatewayIdentity) -> CheckResponse {
+    let headers = identity
+        .headers()
+        .filter_map(|(name, value)| Some(overwrite(&name, value.to_str().ok()?)))
+        .collect();
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: OK,
+            message: String::new(),
+            details: Vec::new(),
+        }),
+        dynamic_metadata: None,
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers,
+            ..OkHttpResponse::default()
+        })),
+    }
+}
+
+/// A header that replaces any of the same name (see the module docs for why both fields).
+fn overwrite(name: &HeaderName, value: &str) -> HeaderValueOption {
+    #[allow(deprecated)] // `append`: what older Envoy releases read
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.as_str().to_owned(),
+            value: value.to_owned(),
+            raw_value: Vec::new(),
+        }),
+        append: Some(BoolValue { value: false }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd.into(),
+        keep_empty_value: false,
+    }
+}
+
+/// The token's bytes: the first of `names` the request carries, matched case-insensitively in
+/// `headers` and `header_map` alike; a name present twice (in two spellings, or twice in the
+/// raw `header_map`) is ambiguous, as in the layer.
+fn token_of<'r>(http: Option<&'r HttpRequest>, names: &[HeaderName]) -> Result<&'r [u8], Error> {
+    let Some(http) = http else {
+        return Err(no_token_header());
+    };
+    let raw = http.header_map.iter().flat_map(|map| map.headers.iter());
+    for name in names {
+        let name = name.as_str();
+        let mut found = None;
+        let headers = http
+            .headers
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_bytes());
+        let raw_headers = raw
+            .clone()
+            .filter(|header| header.key.eq_ignore_ascii_case(name))
+            .map(|header| {
+                if header.raw_value.is_empty() {
+                    header.value.as_bytes()
+                } else {
+                    header.raw_value.as_slice()
+                }
+            });
+        for value in headers.chain(raw_headers) {
+            if found.replace(value).is_some() {
+                return Err(repeated_token_header());
+            }
+        }
+        if let Some(value) = found {
+            return Ok(value);
+        }
+    }
+    Err(no_token_header())
+}
+
+/// The client request's method and path, for the observer.
+fn request_line(http: Option<&HttpRequest>) -> (Method, Uri) {
+    let method = http
+        .and_then(|http| Method::from_bytes(http.method.as_bytes()).ok())
+        .unwrap_or(Method::GET);
+    let uri = http
+        .and_then(|http| http.path.parse::<Uri>().ok())
+        .filter(|uri| uri.scheme().is_none() && uri.path().starts_with('/'))
+        .unwrap_or_else(|| Uri::from_static("/"));
+    (method, uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::HeaderMap;
+    use envoy_types::pb::envoy::service::auth::v3::{attribute_context, AttributeContext};
+    use std::collections::HashMap;
+
+    fn request(headers: &[(&str, &str)], raw: Option<&[(&str, &[u8])]>) -> CheckRequest {
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(attribute_context::Request {
+                    http: Some(HttpRequest {
+                        method: "GET".into(),
+                        path: "/orders?id=1".into(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                            .collect::<HashMap<_, _>>(),
+                        header_map: raw.map(|raw| HeaderMap {
+                            headers: raw
+                                .iter()
+                                .map(|(k, v)| HeaderValue {
+                                    key: (*k).to_owned(),
+                                    value: String::new(),
+                                    raw_value: v.to_vec(),
+                                })
+                                .collect(),
+                        }),
+                        ..HttpRequest::default()
+                    }),
+                    ..attribute_context::Request::default()
+                }),
+                ..AttributeContext::default()
+            }),
+        }
+    }
+
+    fn token<'r>(request: &'r CheckRequest, names: &[&str]) -> Result<&'r [u8], String> {
+        let names: Vec<HeaderName> = names
+            .iter()
+            .map(|n| HeaderName::from_bytes(n.as_bytes()).unwrap())
+            .collect();
+        let http = request
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        token_of(http, &names).map_err(|e| e.code().to_owned())
+    }
+
+    #[test]
+    fn headers_are_matched_in_any_case_and_in_list_order() {
+        let r = request(&[("x-token", "a"), ("Authorization", "b")], None);
+        assert_eq!(token(&r, &["authorization"]), Ok(&b"b"[..]));
+        assert_eq!(token(&r, &["x-token", "authorization"]), Ok(&b"a"[..]));
+        assert_eq!(token(&r, &["x-other", "authorization"]), Ok(&b"b"[..]));
+        assert_eq!(token(&r, &["x-other"]), Err("EmptyToken".into()));
+        assert_eq!(token(&r, &[]), Err("EmptyToken".into()));
+    }
+
+    #[test]
+    fn a_name_in_two_spellings_or_twice_raw_is_ambiguous() {
+        let r = request(&[("authorization", "a"), ("AUTHORIZATION", "b")], None);
+        assert_eq!(token(&r, &["authorization"]), Err("MalformedToken".into()));
+        let raw: &[(&str, &[u8])] = &[("authorization", b"a"), ("authorization", b"b")];
+        let r = request(&[], Some(raw));
+        assert_eq!(token(&r, &["authorization"]), Err("MalformedToken".into()));
+        let r = request(&[], Some(&raw[..1]));
+        assert_eq!(token(&r, &["authorization"]), Ok(&b"a"[..]));
+    }
+
+    #[test]
+    fn a_request_without_attributes_has_no_token() {
+        assert_eq!(
+            token(&CheckRequest::default(), &["authorization"]),
+            Err("EmptyToken".into())
+        );
+    }
+
+    #[test]
+    fn the_request_line_falls_back_on_hostile_input() {
+        let mut r = request(&[], None);
+        let (method, uri) = request_line(Some(
+            r.attributes
+                .as_ref()
+                .unwrap()
+                .request
+                .as_ref()
+                .unwrap()
+                .http
+                .as_ref()
+                .unwrap(),
+        ));
+        assert_eq!((method.as_str(), uri.path()), ("GET", "/orders"));
+        let http = r
+            .attributes
+            .as_mut()
+            .unwrap()
+            .request
+            .as_mut()
+            .unwrap()
+            .http
+            .as_mut()
+            .unwrap();
+        http.method = String::new();
+        http.path = "http://evil.test/x y\n".into();
+        let (method, uri) = request_line(Some(http));
+        assert_eq!((method.as_str(), uri.path()), ("GET", "/"));
+        assert_eq!(request_line(None).1.path(), "/");
+    }
+}

@@ -1,0 +1,1022 @@
+//! `apim-sas serve` as Envoy's gRPC external authorization service, the real binary on a
+//! loopback port, driven by two independent clients: Python's grpcio on Envoy's own published
+//! protos (`xds-protos`, `grpcio-health-checking`; tests/grpc/check.py, installed by
+//! `.ci/deps/grpc.sh`) and a tonic client on the `envoy-types` crate. Every verdict and token
+//! form, the upstream headers and how Envoy would apply them, the denied responses byte for byte
+//! against the HTTP answers of the same port, gRPC health before and after the keys, a custom
+//! `--header`, thousands of concurrent Checks, key rotation under gRPC load, the metrics and
+//! the log lines. Also: every YAML snippet of docs/ext-authz.md parses and says what it must.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apim_sas::chrono::{DateTime, TimeDelta, Utc};
+use apim_sas::ext_authz::envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use apim_sas::ext_authz::envoy_types::pb::envoy::service::auth::v3::{
+    attribute_context, check_response::HttpResponse, AttributeContext, CheckRequest, CheckResponse,
+};
+use apim_sas::ext_authz::tonic;
+use apim_sas::{Format, GatewayKey, Signer};
+use serde_json::{json, Value};
+
+mod common;
+use common::http::{authorized, request, Conn, Reply};
+
+const NOW: &str = "2026-04-21T00:44:00Z";
+/// In every key these tests write; must never appear in a log line.
+const CANARY: &str = "CANARY-grpc-7a41-never-log-me";
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(NOW)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn key(name: &str) -> String {
+    format!("{CANARY}-{name}")
+}
+
+/// A token for gateway `id` signed with `key(key_name)`, expiring `ttl` after NOW.
+fn token(id: &str, key_name: &str, format: Format, ttl: TimeDelta) -> String {
+    Signer::new(id, &GatewayKey::new(key(key_name)).unwrap())
+        .unwrap()
+        .sign(now() + ttl, format)
+        .unwrap()
+        .to_string()
+}
+
+fn day_token(id: &str, key_name: &str) -> String {
+    token(id, key_name, Format::Compact, TimeDelta::days(1))
+}
+
+/// `{"id": {"primary": key(p), "secondary": key(s)}, …}`.
+fn keystore(gateways: &[(&str, &str, Option<&str>)]) -> String {
+    let mut store = serde_json::Map::new();
+    for (id, p, s) in gateways {
+        let mut pair = json!({ "primary": key(p) });
+        if let Some(s) = s {
+            pair["secondary"] = json!(key(s));
+        }
+        store.insert((*id).to_owned(), pair);
+    }
+    Value::Object(store).to_string()
+}
+
+/// A private key file (mode 600), rewritten atomically: a temporary file renamed over it.
+struct Keys {
+    dir: tempfile::TempDir,
+}
+
+impl Keys {
+    fn new(text: &str) -> Keys {
+        let keys = Keys {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        keys.write(text);
+        keys
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("keystore.json")
+    }
+
+    fn arg(&self) -> String {
+        self.path().to_str().unwrap().to_owned()
+    }
+
+    fn write(&self, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = self.path().with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&tmp, self.path()).unwrap();
+    }
+}
+
+fn gw_keys() -> Keys {
+    Keys::new(&keystore(&[("gw1", "p1", Some("s1")), ("gw2", "p2", None)]))
+}
+
+/// The running binary; killed (by its own id) when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// `apim-sas serve --listen 127.0.0.1:0 --now NOW ARGS`, once `/readyz` answers 200.
+    fn start(args: &[&str]) -> Server {
+        let server = Server::start_with(args, Stdio::null());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.http().send(&request("GET", "/readyz", &[])).status != 200 {
+            assert!(Instant::now() < deadline, "never ready:\n{}", server.log());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        server
+    }
+
+    /// Starts the server and waits only for its address.
+    fn start_with(args: &[&str], stdin: Stdio) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--now", NOW])
+            .args(args)
+            .env_remove("APIM_SAS_KEY")
+            .stdin(stdin)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(at) = line.find("listening on http://") {
+                    let addr: String = line[at + "listening on http://".len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect();
+                    let _ = tx.send(addr);
+                }
+                let mut lines = lines.lock().unwrap();
+                if lines.len() < 20_000 {
+                    lines.push(line);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("never listening:\n{}", log.lock().unwrap().join("\n")));
+        Server {
+            child,
+            addr: addr.parse().unwrap(),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    fn http(&self) -> Conn {
+        Conn::open(self.addr)
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The value of one sample line of /metrics.
+    fn metric(&self, sample: &str) -> f64 {
+        let reply = self.http().send(&request("GET", "/metrics", &[]));
+        let text = reply.text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// The Python client's answer to `spec` (see tests/grpc/check.py).
+    fn python(&self, spec: &Value) -> Value {
+        python(self.addr, spec)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The venv .ci/deps/grpc.sh makes; a missing one fails the test with the command to make it.
+fn venv_python() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/grpc-venv/bin/python");
+    assert!(
+        python.exists(),
+        "the Python gRPC client (grpcio, xds-protos, grpcio-health-checking) is not installed at \
+         {}: run `bash .ci/deps/grpc.sh` (what .ci/run does before `cargo test`)",
+        python.display()
+    );
+    python
+}
+
+fn python(addr: SocketAddr, spec: &Value) -> Value {
+    let mut child = Command::new(venv_python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc/check.py"))
+        .arg(addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(spec.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "check.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// One Check of the Python client with these client headers.
+fn check(headers: &[(&str, &str)]) -> Value {
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    json!({ "headers": headers, "method": "GET", "path": "/orders/7?x=1" })
+}
+
+/// A header as Envoy will apply it: overwritten, in both the old and the new field.
+fn overwritten(key: &str, value: &str) -> Value {
+    json!({
+        "key": key, "value": value, "raw_value": "", "append": false,
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD", "keep_empty_value": false
+    })
+}
+
+/// The response Envoy lets a request through on, with exactly these four upstream headers.
+fn allowed(id: &str, key_type: &str, expiry: &str, format: &str) -> Value {
+    json!({
+        "status": { "code": 0, "message": "" },
+        "http_response": "ok_response",
+        "dynamic_metadata": false,
+        "ok": {
+            "headers": [
+                overwritten("x-apim-gateway-id", id),
+                overwritten("x-apim-key-type", key_type),
+                overwritten("x-apim-token-expiry", expiry),
+                overwritten("x-apim-token-format", format),
+            ],
+            "headers_to_remove": [],
+            "response_headers_to_add": [],
+            "query_parameters_to_set": 0,
+            "query_parameters_to_remove": [],
+        }
+    })
+}
+
+fn error_body(code: &str, message: &str, target: &str) -> String {
+    format!(r#"{{"error":{{"code":"{code}","message":"{message}","target":"{target}"}}}}"#)
+}
+
+/// The response Envoy answers the client with: 401, the challenge, JSON, the ErrorResponse.
+fn denied(code: &str, message: &str, target: &str) -> Value {
+    json!({
+        "status": { "code": 16, "message": message },
+        "http_response": "denied_response",
+        "dynamic_metadata": false,
+        "denied": {
+            "status": 401,
+            "headers": [
+                overwritten("www-authenticate", &format!(r#"SharedAccessSignature error="{code}""#)),
+                overwritten("content-type", "application/json"),
+            ],
+            "body": error_body(code, message, target),
+        }
+    })
+}
+
+/// The HTTP/1.1 answer of the same port to the same token must be the same refusal, byte for byte.
+fn assert_same_refusal(reply: &Reply, grpc: &Value) {
+    assert_eq!(reply.status, 401, "{reply:?}");
+    let denied = &grpc["denied"];
+    assert_eq!(reply.text(), denied["body"].as_str().unwrap());
+    assert_eq!(
+        reply.header("www-authenticate"),
+        denied["headers"][0]["value"].as_str()
+    );
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+}
+
+#[test]
+fn every_verdict_and_form_as_envoys_protos_read_it_and_http_on_the_same_port() {
+    let keys = gw_keys();
+    let server = Server::start(&["--keystore", &keys.arg()]);
+
+    let compact = day_token("gw1", "p1");
+    let uid = token(
+        "gw1",
+        "s1",
+        Format::Uid,
+        TimeDelta::milliseconds(86_400_500),
+    );
+    let portal = format!(r#"SharedAccessSignature token="{uid}",refresh="true""#);
+    let forged = compact.replace("&202604220044&", "&202604230044&");
+    let expired = token("gw1", "p1", Format::Compact, TimeDelta::minutes(-5));
+    let too_far = token("gw2", "p2", Format::Compact, TimeDelta::days(31));
+    let unknown = day_token("gw9", "p1");
+    let long = "a".repeat(1025);
+
+    let cases: Vec<(Value, Value)> = vec![
+        (
+            check(&[("authorization", &compact)]),
+            allowed("gw1", "primary", "2026-04-22T00:44:00Z", "compact"),
+        ),
+        (
+            check(&[("authorization", &format!("SharedAccessSignature {uid}"))]),
+            allowed("gw1", "secondary", "2026-04-22T00:44:00.5000000Z", "uid"),
+        ),
+        (
+            check(&[("authorization", &portal)]),
+            allowed("gw1", "secondary", "2026-04-22T00:44:00.5000000Z", "uid"),
+        ),
+        (
+            check(&[("authorization", &format!("gatewaykey  {compact}"))]),
+            allowed("gw1", "primary", "2026-04-22T00:44:00Z", "compact"),
+        ),
+        // A client's own x-apim-* headers are overwritten, never appended to.
+        (
+            check(&[
+                ("authorization", &day_token("gw2", "p2")),
+                ("x-apim-gateway-id", "gw1"),
+                ("x-apim-key-type", "secondary"),
+            ]),
+            allowed("gw2", "primary", "2026-04-22T00:44:00Z", "compact"),
+        ),
+        (
+            check(&[]),
+            denied(
+                "EmptyToken",
+                "token: no token header in the request",
+                "token",
+            ),
+        ),
+        (
+            check(&[("authorization", "")]),
+            denied("EmptyToken", "token: nothing to parse", "token"),
+        ),
+        (
+            check(&[("authorization", &forged)]),
+            denied(
+                "SignatureMismatch",
+                "signature: no key of this gateway produces this signature",
+                "signature",
+            ),
+        ),
+        // Two spellings of one name: ambiguous credentials (Envoy itself sends lower case).
+        (
+            check(&[("authorization", &compact), ("Authorization", &compact)]),
+            denied(
+                "MalformedToken",
+                "token: the header is given more than once",
+                "token",
+            ),
+        ),
+    ];
+    let specs: Vec<&Value> = cases.iter().map(|(spec, _)| spec).collect();
+    let answers = server.python(&json!({ "checks": specs }));
+    for ((spec, expected), answer) in cases.iter().zip(answers["checks"].as_array().unwrap()) {
+        assert_eq!(answer, expected, "for {spec}");
+    }
+
+    // Refusals whose messages the verifier words: the code, challenge and body exactly as the
+    // HTTP/1.1 answer of the same port to the same token.
+    let refused = [
+        (expired.as_str(), "TokenExpired"),
+        (too_far.as_str(), "ExpiryTooFar"),
+        (unknown.as_str(), "GatewayNotExist"),
+        (long.as_str(), "TokenTooLong"),
+        ("Bearer abc", "MalformedToken"),
+        (forged.as_str(), "SignatureMismatch"),
+    ];
+    let specs: Vec<Value> = refused
+        .iter()
+        .map(|(token, _)| check(&[("authorization", token)]))
+        .collect();
+    let answers = server.python(&json!({ "checks": specs }));
+    let mut conn = server.http();
+    for ((token, code), answer) in refused.iter().zip(answers["checks"].as_array().unwrap()) {
+        assert_eq!(answer["status"]["code"], 16, "{code}: {answer}");
+        assert_eq!(answer["http_response"], "denied_response");
+        assert_eq!(answer["denied"]["status"], 401);
+        let body: Value = serde_json::from_str(answer["denied"]["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], *code);
+        assert_eq!(answer["status"]["message"], body["error"]["message"]);
+        assert_eq!(
+            answer["denied"]["headers"][0],
+            overwritten(
+                "www-authenticate",
+                &format!(r#"SharedAccessSignature error="{code}""#)
+            )
+        );
+        assert_same_refusal(&conn.send(&authorized("/verify", token)), answer);
+    }
+
+    // HTTP/1.1 on the same port still answers as before.
+    let reply = conn.send(&authorized("/verify/orders", &compact));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-apim-gateway-id"), Some("gw1"));
+    assert_eq!(
+        reply.header("x-apim-token-expiry"),
+        Some("2026-04-22T00:44:00Z")
+    );
+    assert_eq!(conn.send(&request("GET", "/healthz", &[])).status, 200);
+    assert_eq!(conn.send(&request("GET", "/nope", &[])).status, 404);
+    // No key and no token in any log line.
+    let log = server.log();
+    assert!(
+        !log.contains(CANARY) && !log.contains(&compact[..20]),
+        "{log}"
+    );
+}
+
+#[test]
+fn raw_headers_as_envoy_sends_them_with_encode_raw_headers() {
+    let keys = gw_keys();
+    let server = Server::start(&["--keystore", &keys.arg()]);
+    let compact = day_token("gw1", "p1");
+    let mut valid = check(&[("authorization", &compact)]);
+    valid["raw"] = json!(true);
+    let mut none = check(&[("x-other", "1")]);
+    none["raw"] = json!(true);
+    let answers = server.python(&json!({ "checks": [valid, none] }));
+    assert_eq!(
+        answers["checks"][0],
+        allowed("gw1", "primary", "2026-04-22T00:44:00Z", "compact")
+    );
+    assert_eq!(
+        answers["checks"][1],
+        denied(
+            "EmptyToken",
+            "token: no token header in the request",
+            "token"
+        )
+    );
+}
+
+#[test]
+fn a_custom_header_list_is_read_in_order_and_in_any_case() {
+    let keys = gw_keys();
+    let server = Server::start(&[
+        "--keystore",
+        &keys.arg(),
+        "--header",
+        "X-Apim-Token",
+        "--header",
+        "Authorization",
+    ]);
+    let p1 = day_token("gw1", "p1");
+    let p2 = day_token("gw2", "p2");
+    let answers = server.python(&json!({ "checks": [
+        check(&[("x-apim-token", &p1), ("authorization", &p2)]),
+        check(&[("X-APIM-TOKEN", &p2)]),
+        check(&[("authorization", &p1)]),
+        check(&[("x-token", &p1)]),
+    ]}));
+    let ids: Vec<&Value> = answers["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["ok"]["headers"][0]["value"])
+        .collect();
+    assert_eq!(
+        ids,
+        [&json!("gw1"), &json!("gw2"), &json!("gw1"), &Value::Null]
+    );
+    assert_eq!(
+        answers["checks"][3],
+        denied(
+            "EmptyToken",
+            "token: no token header in the request",
+            "token"
+        )
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn client(addr: SocketAddr) -> AuthorizationClient<tonic::transport::Channel> {
+    AuthorizationClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+}
+
+fn check_request(headers: &[(&str, &str)]) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                http: Some(attribute_context::HttpRequest {
+                    method: "POST".into(),
+                    path: "/api/orders".into(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The gateway id of an OK response, or the code of a denied one.
+fn outcome(response: &CheckResponse) -> Result<String, String> {
+    let code = response.status.as_ref().map_or(-1, |s| s.code);
+    match &response.http_response {
+        Some(HttpResponse::OkResponse(ok)) if code == 0 => Ok(ok
+            .headers
+            .first()
+            .and_then(|h| h.header.as_ref())
+            .map(|h| h.value.clone())
+            .unwrap_or_default()),
+        Some(HttpResponse::DeniedResponse(denied)) if code == 16 => {
+            let body: Value = serde_json::from_str(&denied.body).unwrap();
+            Err(body["error"]["code"].as_str().unwrap().to_owned())
+        }
+        other => panic!("unexpected response {code} {other:?}"),
+    }
+}
+
+#[test]
+fn health_is_not_serving_until_the_keys_are_loaded() {
+    // Keys that are not there yet: a keystore read from stdin, written later.
+    let mut server = Server::start_with(&["--keystore", "-"], Stdio::piped());
+    let services = json!({ "health": ["", "envoy.service.auth.v3.Authorization", "other"] });
+    assert_eq!(
+        server.python(&services)["health"],
+        json!(["NOT_SERVING", "NOT_SERVING", "NOT_FOUND"])
+    );
+    let good = day_token("gw1", "p1");
+    let rt = runtime();
+    let status = rt.block_on(async {
+        client(server.addr)
+            .await
+            .check(check_request(&[("authorization", &good)]))
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(status.message(), "keys not loaded yet");
+
+    let mut stdin = server.child.stdin.take().unwrap();
+    stdin
+        .write_all(keystore(&[("gw1", "p1", None)]).as_bytes())
+        .unwrap();
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.python(&services)["health"] != json!(["SERVING", "SERVING", "NOT_FOUND"]) {
+        assert!(
+            Instant::now() < deadline,
+            "never serving:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let response = rt.block_on(async {
+        client(server.addr)
+            .await
+            .check(check_request(&[("authorization", &good)]))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert_eq!(outcome(&response), Ok("gw1".to_owned()));
+}
+
+#[test]
+fn thousands_of_concurrent_checks_from_both_clients_each_get_their_verdict() {
+    let keys = gw_keys();
+    let server = Server::start(&["--keystore", &keys.arg()]);
+    let valid = day_token("gw1", "p1");
+    let forged = day_token("gw1", "nope");
+
+    // Python: 5,000 Checks in flight at once over 4 HTTP/2 connections, 3 valid for 1 forged.
+    let load = server.python(&json!({ "load": {
+        "checks": [
+            check(&[("authorization", &valid)]),
+            check(&[("authorization", &valid)]),
+            check(&[("authorization", &valid)]),
+            check(&[("authorization", &forged)]),
+        ],
+        "count": 5000,
+        "channels": 4,
+    }}));
+    assert_eq!(load["load"]["errors"], json!({}), "{load}");
+    assert_eq!(load["load"]["answers"], json!({ "0": 3750, "16": 1250 }));
+
+    // tonic: 4,000 tasks on one connection, each checking its answer.
+    let rt = runtime();
+    rt.block_on(async {
+        let client = client(server.addr).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..4000 {
+            let mut client = client.clone();
+            let (token, expected) = match n % 4 {
+                3 => (forged.clone(), Err("SignatureMismatch".to_owned())),
+                _ => (valid.clone(), Ok("gw1".to_owned())),
+            };
+            tasks.spawn(async move {
+                let response = client
+                    .check(check_request(&[("authorization", &token)]))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(outcome(&response), expected);
+            });
+        }
+        let mut done = 0;
+        while let Some(joined) = tasks.join_next().await {
+            joined.unwrap();
+            done += 1;
+        }
+        assert_eq!(done, 4000);
+    });
+
+    // Counted as HTTP requests are: 3,750 + 3,000 valid, 1,250 + 1,000 refused.
+    assert_eq!(
+        server.metric(r#"apim_sas_verifications_total{result="valid"}"#),
+        6750.0
+    );
+    assert_eq!(
+        server.metric(r#"apim_sas_verifications_total{result="SignatureMismatch"}"#),
+        2250.0
+    );
+    assert_eq!(
+        server.metric("apim_sas_verification_duration_seconds_count"),
+        9000.0
+    );
+}
+
+#[test]
+fn checks_are_counted_and_logged_as_http_requests_are() {
+    let keys = gw_keys();
+    let server = Server::start(&["--keystore", &keys.arg(), "--log-format", "json"]);
+    let valid = day_token("gw1", "p1");
+    let forged = day_token("gw1", "nope");
+    let mut conn = server.http();
+    assert_eq!(conn.send(&authorized("/verify", &valid)).status, 200);
+    let mut spec = check(&[("authorization", &forged)]);
+    spec["path"] = json!("/api/orders/7?secret=1");
+    server.python(&json!({ "checks": [
+        check(&[("authorization", &valid)]),
+        check(&[("authorization", &valid)]),
+        spec,
+        check(&[]),
+    ]}));
+    assert_eq!(
+        server.metric(r#"apim_sas_verifications_total{result="valid"}"#),
+        3.0
+    );
+    assert_eq!(
+        server.metric(r#"apim_sas_verifications_total{result="SignatureMismatch"}"#),
+        1.0
+    );
+    assert_eq!(
+        server.metric(r#"apim_sas_verifications_total{result="EmptyToken"}"#),
+        1.0
+    );
+    // One line per refusal, as for HTTP: code, target and the client request's path (no query).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let refusals: Vec<Value> = server
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == "refused")
+            .collect();
+        if refusals.len() == 2 {
+            assert_eq!(refusals[0]["code"], "SignatureMismatch");
+            assert_eq!(refusals[0]["target"], "signature");
+            assert_eq!(refusals[0]["path"], "/api/orders/7");
+            assert_eq!(refusals[1]["code"], "EmptyToken");
+            assert_eq!(refusals[1]["path"], "/orders/7");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = server.log();
+    assert!(
+        !log.contains(CANARY) && !log.contains(&forged[..20]),
+        "{log}"
+    );
+}
+
+fn generation(g: usize) -> String {
+    let (current, previous) = (format!("rot{g}"), format!("rot{}", g.wrapping_sub(1)));
+    keystore(&[("rot", &current, Some(&previous)), ("stable", "st", None)])
+}
+
+#[test]
+fn keys_rotated_under_grpc_load_never_fail_a_check() {
+    const SWAPS: usize = 8;
+    let keys = Keys::new(&generation(0));
+    let server = Server::start(&["--keystore", &keys.arg(), "--poll", "100ms"]);
+    let tokens: Arc<Vec<String>> = Arc::new(
+        (0..=SWAPS + 2)
+            .map(|g| day_token("rot", &format!("rot{g}")))
+            .collect(),
+    );
+    let stable = day_token("stable", "st");
+    let current = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let checks = Arc::new(AtomicUsize::new(0));
+    let rt = runtime();
+    let addr = server.addr;
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (tokens, stable, current, done, checks) = (
+                Arc::clone(&tokens),
+                stable.clone(),
+                Arc::clone(&current),
+                Arc::clone(&done),
+                Arc::clone(&checks),
+            );
+            rt.spawn(async move {
+                let mut client = client(addr).await;
+                let mut settled = 0;
+                while !done.load(Ordering::SeqCst) {
+                    // Published once generation g was seen loaded; g+1 is written only after,
+                    // so this Check meets generation g or g+1, both of which hold K(g).
+                    let g = current.load(Ordering::SeqCst);
+                    let request = check_request(&[("authorization", &tokens[g])]);
+                    // Any gRPC error (a reset, UNAVAILABLE) fails the test.
+                    let response = client.check(request).await.unwrap().into_inner();
+                    if current.load(Ordering::SeqCst) == g {
+                        settled += 1;
+                        assert_eq!(outcome(&response), Ok("rot".to_owned()), "generation {g}");
+                    }
+                    let request = check_request(&[("authorization", &stable)]);
+                    let response = client.check(request).await.unwrap().into_inner();
+                    assert_eq!(outcome(&response), Ok("stable".to_owned()));
+                    if g >= 2 {
+                        let request = check_request(&[("authorization", &tokens[g - 2])]);
+                        let response = client.check(request).await.unwrap().into_inner();
+                        assert_eq!(outcome(&response), Err("SignatureMismatch".to_owned()));
+                    }
+                    checks.fetch_add(3, Ordering::Relaxed);
+                }
+                assert!(settled > 0);
+            })
+        })
+        .collect();
+
+    let mut probe = server.http();
+    for g in 1..=SWAPS {
+        keys.write(&generation(g));
+        if g % 2 == 0 {
+            server.signal("HUP");
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while probe
+            .send(&authorized("/verify", &tokens[g]))
+            .header("x-apim-key-type")
+            != Some("primary")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "generation {g} never loaded:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        current.store(g, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    done.store(true, Ordering::SeqCst);
+    rt.block_on(async {
+        for client in clients {
+            client.await.unwrap();
+        }
+    });
+    let checks = checks.load(Ordering::Relaxed);
+    assert!(checks > 500, "only {checks} Checks during the rotation");
+    assert_eq!(
+        server.metric(r#"apim_sas_keystore_reloads_total{result="error"}"#),
+        0.0
+    );
+}
+
+/// The fenced ```yaml blocks of a Markdown file, with their line numbers.
+fn yaml_blocks(markdown: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut lines = markdown.lines().enumerate();
+    while let Some((n, line)) = lines.next() {
+        if line.trim_end() == "```yaml" {
+            let text: Vec<&str> = lines
+                .by_ref()
+                .map(|(_, l)| l)
+                .take_while(|l| *l != "```")
+                .collect();
+            blocks.push((n + 1, text.join("\n")));
+        }
+    }
+    blocks
+}
+
+fn at<'a>(value: &'a serde_norway::Value, path: &[&str]) -> &'a serde_norway::Value {
+    let mut at = value;
+    for step in path {
+        at = match step.parse::<usize>() {
+            Ok(i) => &at[i],
+            Err(_) => &at[*step],
+        };
+    }
+    at
+}
+
+fn text<'a>(value: &'a serde_norway::Value, path: &[&str]) -> &'a str {
+    at(value, path)
+        .as_str()
+        .unwrap_or_else(|| panic!("no string at {path:?} in {value:?}"))
+}
+
+#[test]
+fn the_ext_authz_guides_snippets_parse_and_say_what_they_must() {
+    use serde::Deserialize;
+    let markdown =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ext-authz.md"))
+            .unwrap();
+    let mut documents = Vec::new();
+    for (line, block) in yaml_blocks(&markdown) {
+        for document in serde_norway::Deserializer::from_str(&block) {
+            let value = serde_norway::Value::deserialize(document)
+                .unwrap_or_else(|e| panic!("docs/ext-authz.md line {line}: {e}"));
+            documents.push(value);
+        }
+    }
+    let kind = |kind: &str| {
+        documents
+            .iter()
+            .filter(|d| d["kind"].as_str() == Some(kind))
+            .collect::<Vec<_>>()
+    };
+
+    // Envoy: the HTTP filter in gRPC mode, v3, failing closed, to a cluster speaking HTTP/2.
+    let envoy = documents
+        .iter()
+        .find(|d| !d["static_resources"].is_null())
+        .expect("an Envoy bootstrap");
+    let listener = at(envoy, &["static_resources", "listeners", "0"]);
+    let manager = at(
+        listener,
+        &["filter_chains", "0", "filters", "0", "typed_config"],
+    );
+    let filters = manager["http_filters"].as_sequence().unwrap();
+    let authz = &filters[0]["typed_config"];
+    assert_eq!(
+        text(authz, &["@type"]),
+        "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+    );
+    assert_eq!(text(authz, &["transport_api_version"]), "V3");
+    assert_eq!(authz["failure_mode_allow"].as_bool(), Some(false));
+    let cluster_name = text(authz, &["grpc_service", "envoy_grpc", "cluster_name"]);
+    assert_eq!(
+        text(filters.last().unwrap(), &["name"]),
+        "envoy.filters.http.router"
+    );
+    let clusters = at(envoy, &["static_resources", "clusters"])
+        .as_sequence()
+        .unwrap();
+    let cluster = clusters
+        .iter()
+        .find(|c| c["name"].as_str() == Some(cluster_name))
+        .expect("the ext_authz cluster");
+    assert!(
+        !at(
+            cluster,
+            &[
+                "typed_extension_protocol_options",
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config",
+                "http2_protocol_options"
+            ]
+        )
+        .is_null(),
+        "the cluster must speak HTTP/2: {cluster:?}"
+    );
+    let port = at(
+        cluster,
+        &[
+            "load_assignment",
+            "endpoints",
+            "0",
+            "lb_endpoints",
+            "0",
+            "endpoint",
+            "address",
+            "socket_address",
+            "port_value",
+        ],
+    );
+    assert_eq!(port.as_u64(), Some(8089));
+
+    // Istio: a mesh extension provider of type envoyExtAuthzGrpc, a Service whose port speaks
+    // gRPC, and a CUSTOM policy naming the provider.
+    let operator = kind("IstioOperator");
+    let provider = at(
+        operator[0],
+        &["spec", "meshConfig", "extensionProviders", "0"],
+    );
+    let provider_name = text(provider, &["name"]);
+    let grpc = &provider["envoyExtAuthzGrpc"];
+    assert_eq!(grpc["port"].as_u64(), Some(8089));
+    assert_eq!(grpc["failOpen"].as_bool(), Some(false));
+    let service_host = text(grpc, &["service"]);
+    let services = kind("Service");
+    let service = services
+        .iter()
+        .find(|s| {
+            service_host.starts_with(&format!(
+                "{}.{}.",
+                text(s, &["metadata", "name"]),
+                text(s, &["metadata", "namespace"])
+            ))
+        })
+        .expect("the provider's Service");
+    assert_eq!(
+        text(service, &["spec", "ports", "0", "appProtocol"]),
+        "grpc"
+    );
+    assert_eq!(
+        at(service, &["spec", "ports", "0", "port"]).as_u64(),
+        Some(8089)
+    );
+    let policy = kind("AuthorizationPolicy");
+    assert_eq!(text(policy[0], &["spec", "action"]), "CUSTOM");
+    assert_eq!(
+        text(policy[0], &["spec", "provider", "name"]),
+        provider_name
+    );
+
+    // Contour: an ExtensionService over h2c, named by an HTTPProxy's TLS virtual host.
+    let extension = kind("ExtensionService");
+    assert_eq!(text(extension[0], &["spec", "protocol"]), "h2c");
+    assert_eq!(
+        at(extension[0], &["spec", "services", "0", "port"]).as_u64(),
+        Some(8089)
+    );
+    let proxy = kind("HTTPProxy");
+    let vhost = at(proxy[0], &["spec", "virtualhost"]);
+    assert!(!vhost["tls"].is_null());
+    assert_eq!(
+        text(vhost, &["authorization", "extensionRef", "name"]),
+        text(extension[0], &["metadata", "name"])
+    );
+    assert_eq!(
+        text(vhost, &["authorization", "extensionRef", "namespace"]),
+        text(extension[0], &["metadata", "namespace"])
+    );
+    assert_eq!(vhost["authorization"]["failOpen"].as_bool(), Some(false));
+
+    // Envoy Gateway: a SecurityPolicy's extAuth.grpc, and the grant for its cross-namespace Service.
+    let security = kind("SecurityPolicy");
+    let ext_auth = at(security[0], &["spec", "extAuth"]);
+    assert_eq!(ext_auth["failOpen"].as_bool(), Some(false));
+    let backend = at(ext_auth, &["grpc", "backendRefs", "0"]);
+    assert_eq!(backend["port"].as_u64(), Some(8089));
+    let grant = kind("ReferenceGrant");
+    assert_eq!(
+        text(grant[0], &["metadata", "namespace"]),
+        text(backend, &["namespace"])
+    );
+    assert_eq!(
+        text(grant[0], &["spec", "from", "0", "kind"]),
+        "SecurityPolicy"
+    );
+    assert_eq!(
+        text(grant[0], &["spec", "from", "0", "namespace"]),
+        text(security[0], &["metadata", "namespace"])
+    );
+    assert_eq!(
+        text(grant[0], &["spec", "to", "0", "name"]),
+        text(backend, &["name"])
+    );
+
+    // Every Kubernetes object is complete.
+    for document in documents.iter().filter(|d| !d["kind"].is_null()) {
+        for field in [&["apiVersion"][..], &["metadata", "name"]] {
+            assert!(!text(document, field).is_empty(), "{document:?}");
+        }
+    }
+}
