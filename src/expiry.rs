@@ -208,15 +208,10 @@ pub(crate) fn to_o_form(at: &DateTime<Utc>) -> OForm {
     o
 }
 
-/// Writes the compact form of `at` (in range, whole minute).
-pub(crate) fn to_compact(at: &DateTime<Utc>) -> [u8; COMPACT_LEN] {
-    let t = at.naive_utc();
-    let mut c = [b'0'; COMPACT_LEN];
-    put(&mut c, 0, 4, t.year().clamp(0, 9999) as u32);
-    put(&mut c, 4, 2, t.month());
-    put(&mut c, 6, 2, t.day());
-    put(&mut c, 8, 2, t.hour());
-    put(&mut c, 10, 2, t.minute());
+/// The compact form `yyyyMMddHHmm` of an O form (of a whole minute): its digits, read back.
+pub(crate) fn compact_of(o: &OForm) -> [u8; COMPACT_LEN] {
+    #[rustfmt::skip]
+    let c = [o[0], o[1], o[2], o[3], o[5], o[6], o[8], o[9], o[11], o[12], o[14], o[15]];
     c
 }
 
@@ -279,7 +274,7 @@ mod tests {
         let (at, o) = parse_compact(b"201904210044").unwrap();
         assert_eq!(at, Utc.with_ymd_and_hms(2019, 4, 21, 0, 44, 0).unwrap());
         assert_eq!(&o, b"2019-04-21T00:44:00.0000000Z");
-        assert_eq!(&to_compact(&at), b"201904210044");
+        assert_eq!(&compact_of(&o), b"201904210044");
         assert_eq!(to_o_form(&at), o);
     }
 
@@ -341,6 +336,9 @@ mod tests {
             &to_o_form(&floor_to_tick(at)),
             b"2026-12-31T23:59:59.9999999Z"
         );
-        assert_eq!(&to_compact(&floor_to_minute(at)), b"202612312359");
+        assert_eq!(
+            &compact_of(&to_o_form(&floor_to_minute(at))),
+            b"202612312359"
+        );
     }
 }

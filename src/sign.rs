@@ -5,6 +5,7 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use hmac::digest::FixedOutput as _;
 use hmac::Mac;
 
 use crate::error::{Error, ErrorKind, Op, Target};
@@ -113,15 +114,18 @@ impl Signer {
         expiry::check_range(&expiry)?;
         let expiry = format.floor(expiry);
         let o_form = expiry::to_o_form(&expiry);
-        let tag = mac_over(&self.keyed, self.id.as_bytes(), &o_form).finalize();
-        let mut buf = [0u8; SIGNATURE_LEN];
-        // 64 bytes always encode to exactly 88 characters: the slice fits, the text is ASCII.
+        // The tag becomes the token's text: `finalize_fixed`, without the `CtOutput` wrapper
+        // (for comparisons in constant time, wiped on drop), which buys nothing here.
+        let tag = mac_over(&self.keyed, self.id.as_bytes(), &o_form).finalize_fixed();
+        let mut signature = [0u8; SIGNATURE_LEN];
+        // 64 bytes always encode to exactly 88 characters: the slice fits.
         let written = STANDARD
-            .encode_slice(tag.into_bytes(), &mut buf)
+            .encode_slice(tag, &mut signature)
             .unwrap_or_default();
-        let signature =
-            std::str::from_utf8(buf.get(..written).unwrap_or_default()).unwrap_or_default();
-        Ok(Token::assemble(format, &self.id, expiry, signature))
+        let signature = signature.get(..written).unwrap_or_default();
+        Ok(Token::assemble(
+            format, &self.id, expiry, &o_form, signature,
+        ))
     }
 
     /// Mints a token with policy, as Azure's generate-token operation does.

@@ -464,7 +464,13 @@ impl<'a> UntrustedToken<'a> {
     /// nothing about the signature.
     pub fn convert(&self, to: Format) -> Result<Token, Error> {
         check_convertible(&self.expiry, to)?;
-        Ok(Token::assemble(to, self.id, self.expiry, self.signature))
+        Ok(Token::assemble(
+            to,
+            self.id,
+            self.expiry,
+            &self.o_form,
+            self.signature.as_bytes(),
+        ))
     }
 }
 
@@ -544,31 +550,28 @@ fn check_convertible(expiry: &DateTime<Utc>, to: Format) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes the bare token of `format` from its parts (the expiry already floored for the form).
-fn assemble(format: Format, id: &str, expiry: &DateTime<Utc>, signature: &str) -> String {
-    let mut text = String::with_capacity(id.len() + 40 + SIGNATURE_LEN);
+/// Writes the bare token of `format` from its parts: the expiry's O form (floored for the form)
+/// and the signature. Built as bytes and checked as UTF-8 once: the parts are ASCII (the id and
+/// the signature were checked or written so), so the text never comes out empty.
+fn assemble(format: Format, id: &str, o_form: &OForm, signature: &[u8]) -> String {
+    let mut text = Vec::with_capacity(id.len() + 40 + SIGNATURE_LEN);
     match format {
         Format::Compact => {
-            text.push_str(id);
-            text.push('&');
-            text.push_str(ascii(&expiry::to_compact(expiry)));
-            text.push('&');
+            text.extend_from_slice(id.as_bytes());
+            text.push(b'&');
+            text.extend_from_slice(&expiry::compact_of(o_form));
+            text.push(b'&');
         }
         Format::Uid => {
-            text.push_str("uid=");
-            text.push_str(id);
-            text.push_str("&ex=");
-            text.push_str(ascii(&expiry::to_o_form(expiry)));
-            text.push_str("&sn=");
+            text.extend_from_slice(b"uid=");
+            text.extend_from_slice(id.as_bytes());
+            text.extend_from_slice(b"&ex=");
+            text.extend_from_slice(o_form);
+            text.extend_from_slice(b"&sn=");
         }
     }
-    text.push_str(signature);
-    text
-}
-
-/// The digits and separators this crate wrote are ASCII, so this never comes out empty.
-fn ascii(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
+    text.extend_from_slice(signature);
+    String::from_utf8(text).unwrap_or_default()
 }
 
 /// A token this crate minted: the bare token plus its parts.
@@ -584,14 +587,17 @@ pub struct Token {
 }
 
 impl Token {
+    /// A token of `format` from its parts: `o_form` is the O form of `expiry` (floored for the
+    /// form), the bytes that were signed.
     pub(crate) fn assemble(
         format: Format,
         id: &str,
         expiry: DateTime<Utc>,
-        signature: &str,
+        o_form: &OForm,
+        signature: &[u8],
     ) -> Token {
         Token {
-            text: assemble(format, id, &expiry, signature),
+            text: assemble(format, id, o_form, signature),
             id_len: id.len(),
             expiry,
             format,
@@ -652,7 +658,8 @@ impl Token {
             to,
             self.id(),
             self.expiry,
-            self.signature(),
+            &expiry::to_o_form(&self.expiry),
+            self.signature().as_bytes(),
         ))
     }
 }
