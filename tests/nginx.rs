@@ -582,22 +582,33 @@ fn code(line: &str) -> &str {
 
 #[test]
 fn the_readmes_nginx_lines_are_those_of_examples_nginx_conf() {
-    let conf = std::fs::read_to_string("examples/nginx.conf").unwrap();
-    let conf: Vec<&str> = conf.lines().map(code).collect();
+    // Two nginx blocks: auth_request to serve (examples/nginx.conf, run by this file), and the
+    // module's (examples/nginx-module.conf, run by nginx/tests/docs.rs).
     let nginx = blocks(&readme(), "nginx");
-    assert_eq!(nginx.len(), 1, "one nginx block in README");
-    for line in nginx[0].lines().map(code).filter(|l| !l.is_empty()) {
-        assert!(
-            conf.contains(&line),
-            "README's nginx line {line:?} is not in examples/nginx.conf"
-        );
+    assert_eq!(nginx.len(), 2, "two nginx blocks in README");
+    let (serve, module): (Vec<&String>, Vec<&String>) =
+        nginx.iter().partition(|block| block.contains("auth_request"));
+    assert_eq!((serve.len(), module.len()), (1, 1));
+    for (block, example) in [
+        (serve[0], "examples/nginx.conf"),
+        (module[0], "examples/nginx-module.conf"),
+    ] {
+        let conf = std::fs::read_to_string(example).unwrap();
+        let conf: Vec<&str> = conf.lines().map(code).collect();
+        for line in block.lines().map(code).filter(|l| !l.is_empty()) {
+            assert!(
+                conf.contains(&line),
+                "README's nginx line {line:?} is not in {example}"
+            );
+        }
     }
     for needed in [
         "proxy_pass http://apim_sas/verify;",
         "proxy_pass_request_headers off;",
     ] {
-        assert!(nginx[0].lines().any(|l| code(l) == needed), "{needed}");
+        assert!(serve[0].lines().any(|l| code(l) == needed), "{needed}");
     }
+    assert!(module[0].lines().any(|l| code(l) == "apim_sas on;"));
     // Traefik's labels send the token header alone and copy all four headers.
     let readme = readme();
     assert!(readme.contains("forwardauth.authRequestHeaders=Authorization\n"));
