@@ -11,7 +11,11 @@ stamp=$venv/.pins
 if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "${pins[*]}" ]; then
   exit 0
 fi
-python3 -m venv "$venv"
+if ! python3 -m venv "$venv"; then
+  # Debian's python3 keeps venv (ensurepip) in a package of its own.
+  apt-get install -y -qq python3-venv >/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }
+  python3 -m venv "$venv"
+fi
 "$venv/bin/pip" install -q --disable-pip-version-check "${pins[@]}"
 "$venv/bin/python" -c 'import grpc, grpc_health.v1.health_pb2, envoy.service.auth.v3.external_auth_pb2_grpc'
 echo "${pins[*]}" >"$stamp"
