@@ -1020,3 +1020,64 @@ fn the_ext_authz_guides_snippets_parse_and_say_what_they_must() {
         }
     }
 }
+
+#[test]
+fn a_client_stalled_inside_the_http2_preface_is_closed_after_the_head_timeout() {
+    let keys = gw_keys();
+    let server = Server::start(&["--keystore", &keys.arg(), "--head-timeout", "2s"]);
+    let mut stalled = server.http();
+    let started = Instant::now();
+    // Could still be HTTP/2's preface: neither protocol's own head timeout has started.
+    stalled.stream.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    assert!(
+        !stalled.closed_within(Duration::from_millis(1500)),
+        "closed before 2 s"
+    );
+    assert!(
+        stalled.closed_within(Duration::from_secs(3)),
+        "still open after 4.5 s"
+    );
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    // Meanwhile, and after, both protocols are answered.
+    let good = day_token("gw1", "p1");
+    assert_eq!(
+        server.http().send(&authorized("/verify", &good)).status,
+        200
+    );
+    let answers = server.python(&json!({ "checks": [check(&[("authorization", &good)])] }));
+    assert_eq!(answers["checks"][0]["status"]["code"], 0);
+}
+
+#[test]
+fn sigterm_drains_grpc_connections_and_exits_0() {
+    let keys = gw_keys();
+    let mut server = Server::start(&["--keystore", &keys.arg(), "--drain", "5s"]);
+    let good = day_token("gw1", "p1");
+    let rt = runtime();
+    let mut client = rt.block_on(client(server.addr));
+    let response = rt
+        .block_on(client.check(check_request(&[("authorization", &good)])))
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome(&response), Ok("gw1".to_owned()));
+    // The HTTP/2 connection stays open; SIGTERM closes it gracefully (GOAWAY), well within the
+    // drain, and the process exits 0.
+    let started = Instant::now();
+    server.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(server.log().contains("drained"), "{}", server.log());
+}
