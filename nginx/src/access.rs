@@ -2,6 +2,7 @@
 //! request go on (`NGX_OK`) or answer `401` (`NGX_HTTP_UNAUTHORIZED`), exactly as `auth_basic`
 //! does, so `satisfy any`, `error_page 401` and keep-alive behave as with it.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use apim_sas::chrono::{DateTime, Utc};
@@ -58,7 +59,8 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
         };
         let decided_by = Arc::as_ptr(verifier);
         // Back in the access phase after an internal redirect: the same keys decide the same.
-        if let Some(decision) = verdict::find(r) {
+        let mut earlier = verdict::find(r);
+        if let Some(decision) = earlier.as_deref_mut() {
             if decision.verifier == decided_by {
                 decision.location = lcf;
                 let verdict = decision.verdict;
@@ -102,17 +104,31 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
             location: lcf,
             replacing: false,
         };
-        if verdict::record(r, decision).is_none() {
+        if verdict::record(r, earlier, decision).is_none() {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         }
         answer(r, verdict)
     }
 }
 
-/// nginx's cached time of this event-loop turn (millisecond precision, no system call).
+/// nginx's cached time of this event-loop turn (millisecond precision, no system call), as a
+/// calendar time converted once per value of nginx's clock, not once per request.
 fn now() -> DateTime<Utc> {
+    thread_local! {
+        static LAST: Cell<((i64, usize), DateTime<Utc>)> =
+            const { Cell::new(((i64::MIN, 0), DateTime::UNIX_EPOCH)) };
+    }
     let time = ngx_timeofday();
-    DateTime::from_timestamp(time.sec, (time.msec as u32) * 1_000_000).unwrap_or_else(Utc::now)
+    let key = (time.sec, time.msec);
+    LAST.with(|last| match last.get() {
+        (seen, at) if seen == key => at,
+        _ => {
+            let at = DateTime::from_timestamp(time.sec, (time.msec as u32) * 1_000_000)
+                .unwrap_or_else(Utc::now);
+            last.set((key, at));
+            at
+        }
+    })
 }
 
 /// `NGX_OK` for a valid token; for a refusal, the challenge header and `401`.

@@ -103,18 +103,20 @@ pub(crate) unsafe fn restore(r: *mut ngx_http_request_t, decision: &mut Decision
     unsafe { *(*r).ctx.add(Module::module().ctx_index) = ptr::from_mut(decision).cast() };
 }
 
-/// Stores `decision` as the request's, replacing an earlier one of the request in place.
+/// Stores `decision` as the request's, replacing `earlier` (what [`find`] gave) in place.
 ///
 /// # Safety
-/// `r` is a live request.
+/// `r` is a live request, and `earlier` what `find(r)` answered.
 pub(crate) unsafe fn record<'r>(
     r: *mut ngx_http_request_t,
+    earlier: Option<&'r mut Decision>,
     decision: Decision,
 ) -> Option<&'r mut Decision> {
-    // SAFETY: as `find`; `ngx_pool_cleanup_add` returns an entry with `size_of::<Decision>()`
-    // bytes of pool memory (aligned for pointers) as its data, or null.
+    // SAFETY: `earlier` is the request's own entry; `ngx_pool_cleanup_add` returns an entry
+    // with `size_of::<Decision>()` bytes of pool memory (aligned for pointers) as its data, or
+    // null.
     unsafe {
-        if let Some(earlier) = find(r) {
+        if let Some(earlier) = earlier {
             *earlier = decision;
             restore(r, earlier);
             return Some(earlier);
