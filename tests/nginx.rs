@@ -586,8 +586,9 @@ fn the_readmes_nginx_lines_are_those_of_examples_nginx_conf() {
     // module's (examples/nginx-module.conf, run by nginx/tests/docs.rs).
     let nginx = blocks(&readme(), "nginx");
     assert_eq!(nginx.len(), 2, "two nginx blocks in README");
-    let (serve, module): (Vec<&String>, Vec<&String>) =
-        nginx.iter().partition(|block| block.contains("auth_request"));
+    let (serve, module): (Vec<&String>, Vec<&String>) = nginx
+        .iter()
+        .partition(|block| block.contains("auth_request"));
     assert_eq!((serve.len(), module.len()), (1, 1));
     for (block, example) in [
         (serve[0], "examples/nginx.conf"),
