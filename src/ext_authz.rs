@@ -342,6 +342,92 @@ mod tests {
     }
 
     #[test]
+    fn a_layers_headers_clock_and_observer_are_the_services() {
+        use crate::layer::Verification;
+        use crate::{Format, GatewayKey, KeyType, Policy, Signer, Verifier};
+        use chrono::{TimeDelta, TimeZone, Utc};
+        use std::sync::{Arc, Mutex};
+
+        let key = GatewayKey::new("sample-key-do-not-use").unwrap();
+        let mut verifier = Verifier::new(Policy::default());
+        verifier.insert("gw1", KeyType::Primary, &key).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 44, 0).unwrap();
+        let token = Signer::new("gw1", &key)
+            .unwrap()
+            .sign(now + TimeDelta::days(1), Format::Compact)
+            .unwrap()
+            .to_string();
+        let seen: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        let layer = VerifyLayer::new(SharedVerifier::new(verifier))
+            .with_headers([HeaderName::from_static("x-token")])
+            .with_clock(move || now)
+            .with_observer(move |v: &Verification<'_>| {
+                let result = match v.result {
+                    Ok(identity) => identity.id().to_owned(),
+                    Err(error) => error.code().to_owned(),
+                };
+                log.lock()
+                    .unwrap()
+                    .push((result, v.method.to_string(), v.uri.path().to_owned()));
+            });
+        let authz = ExtAuthz::from(layer);
+
+        let response = authz.check_response(&request(&[("X-Token", &token)], None));
+        assert_eq!(response.status.as_ref().map(|s| s.code), Some(OK));
+        let Some(HttpResponse::OkResponse(ok)) = &response.http_response else {
+            panic!("{response:?}");
+        };
+        let headers: Vec<(&str, &str)> = ok
+            .headers
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .map(|h| (h.key.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                ("x-apim-gateway-id", "gw1"),
+                ("x-apim-key-type", "primary"),
+                ("x-apim-token-expiry", "2026-04-22T00:44:00Z"),
+                ("x-apim-token-format", "compact"),
+            ]
+        );
+        #[allow(deprecated)]
+        let overwriting = ok.headers.iter().all(|h| {
+            h.append == Some(BoolValue { value: false })
+                && h.append_action == HeaderAppendAction::OverwriteIfExistsOrAdd as i32
+        });
+        assert!(overwriting);
+
+        // `Authorization` is not in this layer's list.
+        let response = authz.check_response(&request(&[("authorization", &token)], None));
+        assert_eq!(
+            response.status.as_ref().map(|s| s.code),
+            Some(UNAUTHENTICATED)
+        );
+        let Some(HttpResponse::DeniedResponse(denied)) = &response.http_response else {
+            panic!("{response:?}");
+        };
+        assert_eq!(denied.status.as_ref().map(|s| s.code), Some(401));
+        assert_eq!(
+            denied.body,
+            r#"{"error":{"code":"EmptyToken","message":"token: no token header in the request","target":"token"}}"#
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                ("gw1".to_owned(), "GET".to_owned(), "/orders".to_owned()),
+                (
+                    "EmptyToken".to_owned(),
+                    "GET".to_owned(),
+                    "/orders".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn the_request_line_falls_back_on_hostile_input() {
         let mut r = request(&[], None);
         let (method, uri) = request_line(Some(

@@ -601,6 +601,16 @@ fn health_is_not_serving_until_the_keys_are_loaded() {
             .into_inner()
     });
     assert_eq!(outcome(&response), Ok("gw1".to_owned()));
+    // Any other service or method: UNIMPLEMENTED.
+    let calls = server.python(&json!({ "calls": [
+        "/envoy.service.auth.v2.Authorization/Check",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/envoy.service.auth.v3.Authorization/Other",
+    ]}));
+    assert_eq!(
+        calls["calls"],
+        json!(["UNIMPLEMENTED", "UNIMPLEMENTED", "UNIMPLEMENTED"])
+    );
 }
 
 #[test]

@@ -15,6 +15,8 @@ The spec on stdin is one JSON object, the answer on stdout another:
         -> {"checks": [<response>, ...]}: each CheckResponse field by field (below).
     {"health": ["", "envoy.service.auth.v3.Authorization"]}
         -> {"health": ["SERVING", ...]} (or the gRPC error's code name).
+    {"calls": ["/some.Service/Method", ...]}
+        -> {"calls": ["UNIMPLEMENTED", ...]}: raw calls with an empty message, their status codes.
     {"load": {"checks": [...], "count": N, "channels": C}}
         -> {"load": {"answers": {"<code>": n, ...}, "errors": {"<grpc code>": n}, "seconds": s}}:
            N Checks, round robin over the given ones, all in flight at once over C channels.
@@ -118,6 +120,19 @@ def health(channel, services):
     return answers
 
 
+def calls(channel, methods):
+    """Raw unary calls with an empty message: the gRPC status code name each is answered with."""
+    answers = []
+    for method in methods:
+        call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        try:
+            call(b"", timeout=10)
+            answers.append("OK")
+        except grpc.RpcError as error:
+            answers.append(error.code().name)
+    return answers
+
+
 def load(target, spec):
     requests = [check_request(check) for check in spec["checks"]]
     channels = [grpc.insecure_channel(target) for _ in range(spec.get("channels", 4))]
@@ -150,6 +165,8 @@ def main():
             out["checks"] = checks(channel, spec["checks"])
         if "health" in spec:
             out["health"] = health(channel, spec["health"])
+        if "calls" in spec:
+            out["calls"] = calls(channel, spec["calls"])
     if "load" in spec:
         out["load"] = load(target, spec["load"])
     json.dump(out, sys.stdout)
