@@ -107,11 +107,11 @@ pub(crate) unsafe fn restore(r: *mut ngx_http_request_t, decision: &mut Decision
 ///
 /// # Safety
 /// `r` is a live request, and `earlier` what `find(r)` answered.
-pub(crate) unsafe fn record<'r>(
+pub(crate) unsafe fn record(
     r: *mut ngx_http_request_t,
-    earlier: Option<&'r mut Decision>,
+    earlier: Option<&mut Decision>,
     decision: Decision,
-) -> Option<&'r mut Decision> {
+) -> Option<&mut Decision> {
     // SAFETY: `earlier` is the request's own entry; `ngx_pool_cleanup_add` returns an entry
     // with `size_of::<Decision>()` bytes of pool memory (aligned for pointers) as its data, or
     // null.
