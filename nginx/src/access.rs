@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use apim_sas::chrono::{DateTime, Utc};
+use apim_sas::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use apim_sas::layer::error_body;
 use ngx::ffi::{
     ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
@@ -111,24 +111,33 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
 }
 
-/// nginx's cached time of this event-loop turn (millisecond precision, no system call), as a
-/// calendar time converted once per value of nginx's clock, not once per request.
+/// nginx's cached time of this event-loop turn (millisecond precision, no system call). The
+/// calendar date is worked out once a day, not once a request: a time of day is cheap to build.
 fn now() -> DateTime<Utc> {
     thread_local! {
-        static LAST: Cell<((i64, usize), DateTime<Utc>)> =
-            const { Cell::new(((i64::MIN, 0), DateTime::UNIX_EPOCH)) };
+        static TODAY: Cell<(i64, NaiveDate)> = const { Cell::new((i64::MIN, NaiveDate::MIN)) };
     }
     let time = ngx_timeofday();
-    let key = (time.sec, time.msec);
-    LAST.with(|last| match last.get() {
-        (seen, at) if seen == key => at,
+    let (day, second) = (
+        time.sec.div_euclid(86_400),
+        time.sec.rem_euclid(86_400) as u32,
+    );
+    let date = TODAY.with(|today| match today.get() {
+        (known, date) if known == day => Some(date),
         _ => {
-            let at = DateTime::from_timestamp(time.sec, (time.msec as u32) * 1_000_000)
-                .unwrap_or_else(Utc::now);
-            last.set((key, at));
-            at
+            let date = DateTime::from_timestamp(day * 86_400, 0)?.date_naive();
+            today.set((day, date));
+            Some(date)
         }
-    })
+    });
+    let nanos = (time.msec as u32 % 1000) * 1_000_000;
+    match (
+        date,
+        NaiveTime::from_num_seconds_from_midnight_opt(second, nanos),
+    ) {
+        (Some(date), Some(time)) => NaiveDateTime::new(date, time).and_utc(),
+        _ => Utc::now(),
+    }
 }
 
 /// `NGX_OK` for a valid token; for a refusal, the challenge header and `401`.
