@@ -146,6 +146,15 @@ fn now() -> DateTime<Utc> {
 /// `r` is a live request.
 unsafe fn answer(r: *mut ngx_http_request_t, verdict: Verdict) -> ngx_int_t {
     let Verdict::Refused { code, .. } = verdict else {
+        // A challenge left by a refusal in an earlier location (an `error_page` into one with
+        // other keys) does not go out with a success: a header with hash 0 is not sent.
+        // SAFETY: `r` is live; the element, when set, is in its `headers_out` list.
+        unsafe {
+            if let Some(challenge) = (*r).headers_out.www_authenticate.as_mut() {
+                challenge.hash = 0;
+                (*r).headers_out.www_authenticate = core::ptr::null_mut();
+            }
+        }
         return NGX_OK as ngx_int_t;
     };
     // SAFETY: `r` is live; `headers_out.headers` is an `ngx_list_t` of `ngx_table_elt_t`, whose

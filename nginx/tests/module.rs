@@ -475,3 +475,55 @@ fn inheritance_from_http_to_server_to_location() {
         Some("SharedAccessSignature error=\"TokenExpired\"")
     );
 }
+
+#[test]
+fn an_error_page_into_other_keys_decides_anew_and_a_success_carries_no_challenge() {
+    let setup = Setup::new();
+    std::fs::write(
+        setup.path("other.json"),
+        r#"{"gw3": {"primary": "third-gateway-sample-key"}}"#,
+    )
+    .unwrap();
+    setup.write(
+        "    server {
+        listen 127.0.0.1:{port};
+        location /a/ {
+            apim_sas on;
+            apim_sas_keystore {dir}/keystore.json;
+            error_page 401 = /b/;
+            {proxy}
+        }
+        location /b/ {
+            apim_sas on;
+            apim_sas_keystore {dir}/other.json;
+            {proxy}
+        }
+    }",
+    );
+    let nginx = setup.start();
+    let gw3 = token(
+        "gw3",
+        "third-gateway-sample-key",
+        TimeDelta::hours(1),
+        Format::Compact,
+    );
+    let reply = nginx.get("/a/", &[("Authorization", &gw3)]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        reply.text().starts_with("gateway=[gw3] key=[primary] "),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.header("www-authenticate"), None);
+    // Refused by both: the second location's own refusal, once.
+    let reply = nginx.get("/a/", &[("Authorization", "GatewayKey nope")]);
+    assert_refused(&reply, Some("GatewayKey nope"), "MalformedToken");
+    assert_eq!(
+        reply
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "www-authenticate")
+            .count(),
+        1
+    );
+}
