@@ -22,6 +22,8 @@ use crate::{guard, Module};
 ///
 /// # Safety
 /// `cf` is the configuration nginx passes to `postconfiguration`.
+// SAFETY: unsafe because it writes into nginx's core configuration through `cf`; sound when
+// `cf` is the live configuration of `postconfiguration`, where the phase arrays exist.
 pub(crate) unsafe fn install(cf: *mut ngx_conf_t) -> Result<(), ()> {
     // SAFETY: in `postconfiguration` the core module's main configuration exists, and its
     // phase arrays are `ngx_array_t`s of `ngx_http_handler_pt`, pushed to by every module.
@@ -37,6 +39,8 @@ pub(crate) unsafe fn install(cf: *mut ngx_conf_t) -> Result<(), ()> {
     Ok(())
 }
 
+// SAFETY: called only by nginx's phase engine through the pointer `install` pushed, with a live
+// request; the body is guarded, so no panic unwinds into nginx.
 unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls a phase handler with a live request.
     guard(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || unsafe {
@@ -46,6 +50,8 @@ unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 
 /// # Safety
 /// `r` is a live request.
+// SAFETY: unsafe because it dereferences `r`; sound when `r` is the live request nginx passed to
+// `handler`.
 unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: `r` is live; its location configuration of this module was merged by
     // `merge_loc_conf`, and lives (with its verifier) as long as the cycle, longer than the
@@ -144,6 +150,7 @@ fn now() -> DateTime<Utc> {
 ///
 /// # Safety
 /// `r` is a live request.
+// SAFETY: unsafe because it writes `r`'s `headers_out`; sound when `r` is live (from `decide`).
 unsafe fn answer(r: *mut ngx_http_request_t, verdict: Verdict) -> ngx_int_t {
     let Verdict::Refused { code, .. } = verdict else {
         // A challenge left by a refusal in an earlier location (an `error_page` into one with
@@ -185,6 +192,8 @@ unsafe fn answer(r: *mut ngx_http_request_t, verdict: Verdict) -> ngx_int_t {
 ///
 /// # Safety
 /// `r` is a live request whose headers have been read (true from the first phase on).
+// SAFETY: unsafe because it walks `r`'s header list; sound when `r` is live and past header
+// reading, which every phase handler's request is. The slice borrows the request's pool.
 unsafe fn header<'r>(r: *mut ngx_http_request_t, name: &[u8]) -> Option<&'r [u8]> {
     // SAFETY: `headers_in.headers` is an `ngx_list_t` of `ngx_table_elt_t`: a chain of parts,
     // each with `nelts` initialised elements; keys, lower-cased keys and values are pool strings

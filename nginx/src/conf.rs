@@ -81,6 +81,7 @@ const ALL_LEVELS: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CO
 const fn command(
     name: ngx_str_t,
     args: u32,
+    // SAFETY: a type, not a call: nginx's handler signature, called by nginx alone.
     set: unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char,
     offset: usize,
     post: *mut c_void,
@@ -207,17 +208,22 @@ impl Default for LocConf {
 unsafe impl HttpModuleMainConf for Module {
     type MainConf = MainConf;
 }
+// SAFETY: `create_loc_conf` stores a `LocConf` at the module's location index.
 unsafe impl HttpModuleLocationConf for Module {
     type LocationConf = LocConf;
 }
 
 /// Allocates `value` in the configuration's pool, dropped (keys wiped) when the cycle ends.
+// SAFETY: unsafe because it dereferences `cf`; sound when `cf` is the configuration nginx passes
+// to a create callback, whose pool lives as long as the cycle.
 unsafe fn allocate<T>(cf: *mut ngx_conf_t, value: T) -> *mut c_void {
     // SAFETY: nginx passes a configuration with a live pool, the cycle's.
     let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
     pool.allocate(value).cast()
 }
 
+// SAFETY: called only by nginx (the module context's `create_main_conf`) with the configuration
+// being parsed; guarded against panics.
 pub(crate) unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     // SAFETY: as `allocate`; a null answer is nginx's allocation failure.
     guard(ptr::null_mut(), || unsafe {
@@ -225,6 +231,8 @@ pub(crate) unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_
     })
 }
 
+// SAFETY: called only by nginx (the module context's `create_loc_conf`) with the configuration
+// being parsed; guarded against panics.
 pub(crate) unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     // SAFETY: as `allocate`.
     guard(ptr::null_mut(), || unsafe {
@@ -233,6 +241,8 @@ pub(crate) unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_v
 }
 
 /// The directive's argument (`args[1]`) of a one-argument directive.
+// SAFETY: unsafe because it reads `cf->args`; sound only in a `NGX_CONF_TAKE1` handler, where
+// nginx has checked there are exactly two arguments.
 unsafe fn argument(cf: *mut ngx_conf_t) -> ngx_str_t {
     // SAFETY: nginx calls a `NGX_CONF_TAKE1` handler with exactly two arguments in `cf->args`,
     // an array of `ngx_str_t`.
@@ -244,6 +254,8 @@ fn answer(message: &'static core::ffi::CStr) -> *mut c_char {
     message.as_ptr().cast_mut()
 }
 
+// SAFETY: called only by nginx for `apim_sas_keystore` (TAKE1, `NGX_HTTP_LOC_CONF_OFFSET`), with
+// this module's `LocConf` as `conf`; guarded against panics.
 unsafe extern "C" fn set_keystore(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
@@ -290,6 +302,8 @@ unsafe extern "C" fn set_keystore(
     })
 }
 
+// SAFETY: called only by nginx for `apim_sas_max_lifetime` (TAKE1), with this module's `LocConf`
+// as `conf`; guarded against panics.
 unsafe extern "C" fn set_max_lifetime(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
@@ -317,6 +331,8 @@ unsafe extern "C" fn set_max_lifetime(
     })
 }
 
+// SAFETY: called only by nginx for `apim_sas_cache` (TAKE1), with this module's `LocConf` as
+// `conf`; guarded against panics.
 unsafe extern "C" fn set_cache(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
@@ -347,6 +363,8 @@ unsafe extern "C" fn set_cache(
     })
 }
 
+// SAFETY: called only by nginx (the module context's `merge_loc_conf`) with two `LocConf`s of this
+// module, the enclosing level's and this one's; guarded against panics.
 pub(crate) unsafe extern "C" fn merge_loc_conf(
     cf: *mut ngx_conf_t,
     prev: *mut c_void,

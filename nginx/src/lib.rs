@@ -61,6 +61,7 @@ pub(crate) fn guard<T>(failed: T, body: impl FnOnce() -> T) -> T {
 }
 
 /// Registers the variables before the configuration is read, so directives can name them.
+// SAFETY: called only by nginx (the module context) before the `http` block is parsed.
 unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: nginx calls this with the configuration being parsed.
     guard(NGX_ERROR as ngx_int_t, || unsafe {
@@ -69,6 +70,7 @@ unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 }
 
 /// Installs the access-phase handler and the filters that write a refusal's JSON body.
+// SAFETY: called only by nginx (the module context) after the `http` block is parsed.
 unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: nginx calls this once per cycle with the parsed configuration.
     guard(NGX_ERROR as ngx_int_t, || unsafe {

@@ -27,6 +27,8 @@ static mut NEXT_BODY: ngx_http_output_body_filter_pt = None;
 ///
 /// # Safety
 /// Called from `postconfiguration`, in the single thread that reads the configuration.
+// SAFETY: unsafe because it rewrites nginx's global filter chains; sound only while the
+// configuration is read (single-threaded, no request in flight), i.e. from `postconfiguration`.
 pub(crate) unsafe fn install() -> ngx_int_t {
     // SAFETY: nginx's filter chains are plain globals that every filter module rewrites this
     // way while the configuration is read, before any request is served.
@@ -41,6 +43,7 @@ pub(crate) unsafe fn install() -> ngx_int_t {
 
 /// # Safety
 /// `r` is a live request.
+// SAFETY: unsafe because it calls the next filter with `r`; sound when `r` is live, as in a filter.
 unsafe fn next_header(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: set by `install` to the filter that was on top before this one (never null:
     // nginx's own header filter ends the chain).
@@ -54,6 +57,8 @@ unsafe fn next_header(r: *mut ngx_http_request_t) -> ngx_int_t {
 
 /// # Safety
 /// `r` is a live request and `chain` null or a chain of its buffers.
+// SAFETY: unsafe because it calls the next filter; sound when `r` is live and `chain` null or its
+// buffers, as in a filter.
 unsafe fn next_body(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
     // SAFETY: as `next_header`.
     unsafe {
@@ -64,6 +69,8 @@ unsafe fn next_body(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_
     }
 }
 
+// SAFETY: called only by nginx's header filter chain (installed by `install`) with a live request;
+// guarded against panics.
 unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls a header filter with a live request whose `headers_out` is complete.
     guard(NGX_ERROR as ngx_int_t, || unsafe {
@@ -93,6 +100,8 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     })
 }
 
+// SAFETY: called only by nginx's body filter chain (installed by `install`) with a live request and
+// its buffers; guarded against panics.
 unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
     // SAFETY: nginx calls a body filter with a live request and a chain of its buffers; the
     // JSON body lives in the request's pool, and so do the buffer and link made here.

@@ -26,6 +26,8 @@ const ERROR: usize = 4;
 ///
 /// # Safety
 /// `cf` is the configuration nginx passes to `preconfiguration`.
+// SAFETY: unsafe because it adds variables through `cf`; sound when `cf` is the configuration of
+// `preconfiguration`.
 pub(crate) unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
     let names = [
         (ngx_string!("apim_sas_gateway_id"), GATEWAY_ID),
@@ -50,6 +52,8 @@ pub(crate) unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
     NGX_OK as ngx_int_t
 }
 
+// SAFETY: called only by nginx's variable machinery, as the `get_handler` `register` set, with a
+// live request and the value to fill; guarded against panics.
 unsafe extern "C" fn get(
     r: *mut ngx_http_request_t,
     v: *mut ngx_variable_value_t,

@@ -45,11 +45,14 @@ pub(crate) struct Decision {
     pub(crate) replacing: bool,
 }
 
+// SAFETY: a type, not a call: the signature of nginx's pool cleanup handlers.
 type Handler = unsafe extern "C" fn(*mut c_void);
 
 /// The cleanup handler that marks a request's [`Decision`]: it holds no resource to free
 /// (everything it points at is in the same pool), so it only wipes the entry.
 #[inline(never)]
+// SAFETY: called only by nginx when the request's pool is destroyed, with the data of the cleanup
+// entry `record` made: one `Decision`.
 unsafe extern "C" fn marker(data: *mut c_void) {
     // SAFETY: nginx calls this with the entry's data: a `Decision` written by `record`, once,
     // while the pool is destroyed.
@@ -60,6 +63,8 @@ unsafe extern "C" fn marker(data: *mut c_void) {
 ///
 /// # Safety
 /// `r` is a live request.
+// SAFETY: unsafe because it reads `r->ctx`; sound when `r` is live. The answer lives in the
+// request's pool, so it must not outlive the request.
 pub(crate) unsafe fn current<'r>(r: *mut ngx_http_request_t) -> Option<&'r mut Decision> {
     // SAFETY: `r->ctx` has a slot per HTTP module, this module's at its `ctx_index`; it is null
     // or was set by `record`/`restore` to a `Decision` in the request's pool.
@@ -73,6 +78,7 @@ pub(crate) unsafe fn current<'r>(r: *mut ngx_http_request_t) -> Option<&'r mut D
 ///
 /// # Safety
 /// `r` is a live request.
+// SAFETY: unsafe because it reads `r->ctx` and the pool's cleanup list; sound when `r` is live.
 pub(crate) unsafe fn find<'r>(r: *mut ngx_http_request_t) -> Option<&'r mut Decision> {
     // SAFETY: as `current`; the request pool's cleanup list is a null-terminated list of
     // entries whose data is what their handler expects: ours is a `Decision`.
@@ -98,6 +104,8 @@ pub(crate) unsafe fn find<'r>(r: *mut ngx_http_request_t) -> Option<&'r mut Deci
 ///
 /// # Safety
 /// `r` is a live request and `decision` lives in its pool.
+// SAFETY: unsafe because it writes `r->ctx`; sound when `r` is live and `decision` is in its pool
+// (it came from `find` or `record`).
 pub(crate) unsafe fn restore(r: *mut ngx_http_request_t, decision: &mut Decision) {
     // SAFETY: as `current`.
     unsafe { *(*r).ctx.add(Module::module().ctx_index) = ptr::from_mut(decision).cast() };
@@ -107,6 +115,8 @@ pub(crate) unsafe fn restore(r: *mut ngx_http_request_t, decision: &mut Decision
 ///
 /// # Safety
 /// `r` is a live request, and `earlier` what `find(r)` answered.
+// SAFETY: unsafe because it allocates from and writes into `r`'s pool; sound when `r` is live and
+// `earlier` is what `find(r)` answered.
 pub(crate) unsafe fn record(
     r: *mut ngx_http_request_t,
     earlier: Option<&mut Decision>,
@@ -134,6 +144,8 @@ pub(crate) unsafe fn record(
 ///
 /// # Safety
 /// `r` is a live request.
+// SAFETY: unsafe because it allocates from `r`'s pool; sound when `r` is live. The copy lives as
+// long as the request.
 pub(crate) unsafe fn pool_copy(r: *mut ngx_http_request_t, bytes: &[u8]) -> Option<ngx_str_t> {
     // SAFETY: `ngx_pnalloc` returns `len` writable bytes of the request's pool or null.
     unsafe {
