@@ -264,6 +264,47 @@ pub fn human_duration(d: TimeDelta) -> String {
         .join(" ")
 }
 
+/// Appends `at` as RFC 3339 UTC: `YYYY-MM-DDTHH:MM:SSZ`, with `.fffffff` before the `Z` when it
+/// has 100 ns ticks: the spelling of every expiry the command prints, of `serve`'s
+/// `X-Apim-Token-Expiry` and of the nginx module's `$apim_sas_token_expiry`. By hand, for years
+/// 0000–9999 (a token's): chrono's formatter costs a noticeable share of an answer.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// let mut out = Vec::new();
+/// apim_sas::push_rfc3339(&mut out, Utc.with_ymd_and_hms(2026, 5, 20, 0, 44, 0).unwrap());
+/// assert_eq!(out, b"2026-05-20T00:44:00Z");
+/// ```
+pub fn push_rfc3339(out: &mut Vec<u8>, at: DateTime<Utc>) {
+    let nanos = at.nanosecond();
+    let at = at.naive_utc();
+    let pad = |out: &mut Vec<u8>, n: u32, width: usize| {
+        let mut digits = [b'0'; 9];
+        let mut n = n;
+        for slot in digits.iter_mut().take(width).rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.extend(digits.iter().take(width));
+    };
+    pad(out, u32::try_from(at.year().clamp(0, 9999)).unwrap_or(0), 4);
+    out.push(b'-');
+    pad(out, at.month(), 2);
+    out.push(b'-');
+    pad(out, at.day(), 2);
+    out.push(b'T');
+    pad(out, at.hour(), 2);
+    out.push(b':');
+    pad(out, at.minute(), 2);
+    out.push(b':');
+    pad(out, at.second(), 2);
+    if nanos / 100 != 0 {
+        out.push(b'.');
+        pad(out, nanos / 100, 7);
+    }
+    out.push(b'Z');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,5 +381,35 @@ mod tests {
             &compact_of(&to_o_form(&floor_to_minute(at))),
             b"202612312359"
         );
+    }
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn push_rfc3339_is_chronos_spelling() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let secs = (seed % 315_537_897_600) as i64 - 62_135_596_800;
+            let ticks = match seed >> 60 {
+                0..=5 => 0,
+                _ => ((seed >> 20) % 10_000_000) as u32,
+            };
+            let at = Utc.timestamp_opt(secs, ticks * 100).unwrap();
+            let whole = at.format("%Y-%m-%dT%H:%M:%S");
+            let expected = match ticks {
+                0 => format!("{whole}Z"),
+                t => format!("{whole}.{t:07}Z"),
+            };
+            let mut ours = Vec::new();
+            push_rfc3339(&mut ours, at);
+            assert_eq!(String::from_utf8(ours).unwrap(), expected);
+        }
     }
 }

@@ -112,7 +112,7 @@ mod token;
 mod verify;
 
 pub use error::{Error, ErrorKind, Target};
-pub use expiry::{human_duration, o_form};
+pub use expiry::{human_duration, o_form, push_rfc3339};
 pub use key::{GatewayKey, KeyType};
 #[cfg(feature = "keystore")]
 pub use keystore::{KeyPair, Keystore};

@@ -6,7 +6,6 @@
 //! The variables are not cached: a `set` or `map` evaluated before the access phase does not
 //! freeze them empty.
 
-use apim_sas::chrono::{DateTime, Timelike, Utc};
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_int_t, ngx_str_t,
     ngx_variable_value_t, NGX_ERROR, NGX_HTTP_VAR_NOCACHEABLE, NGX_OK,
@@ -67,7 +66,9 @@ unsafe extern "C" fn get(
             (Some(Verdict::Valid { key_type, .. }), KEY_TYPE) => Some(borrowed(key_type)),
             (Some(Verdict::Valid { format, .. }), TOKEN_FORMAT) => Some(borrowed(format)),
             (Some(Verdict::Valid { expiry, .. }), TOKEN_EXPIRY) => {
-                match verdict::pool_copy(r, rfc3339(expiry).as_bytes()) {
+                let mut text = Vec::with_capacity(28);
+                apim_sas::push_rfc3339(&mut text, expiry);
+                match verdict::pool_copy(r, &text) {
                     Some(text) => Some(text),
                     None => return NGX_ERROR as ngx_int_t,
                 }
@@ -95,15 +96,5 @@ fn borrowed(text: &'static str) -> ngx_str_t {
     ngx_str_t {
         len: text.len(),
         data: text.as_ptr().cast_mut(),
-    }
-}
-
-/// `2026-05-20T00:44:00Z`, with 7 digits of fraction when the expiry has any: the spelling of
-/// `serve`'s `X-Apim-Token-Expiry`.
-fn rfc3339(at: DateTime<Utc>) -> String {
-    let whole = at.format("%Y-%m-%dT%H:%M:%S");
-    match at.nanosecond() / 100 {
-        0 => format!("{whole}Z"),
-        ticks => format!("{whole}.{ticks:07}Z"),
     }
 }

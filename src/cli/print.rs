@@ -11,7 +11,7 @@ use serde::Serialize;
 use apim_sas::human_duration as human;
 
 use super::failure::Problem;
-use super::values::{self, rfc3339, seconds_until};
+use super::values::{rfc3339, seconds_until};
 use super::{form, hook};
 
 /// Azure's ErrorResponse body: `{"code", "message", "target"}`.
@@ -206,7 +206,7 @@ pub(crate) fn batch_line(
             out.extend_from_slice(b",\"valid\":true,\"id\":");
             push_json_str(out, v.id());
             out.extend_from_slice(b",\"expiry\":\"");
-            values::push_rfc3339(out, v.expiry());
+            apim_sas::push_rfc3339(out, v.expiry());
             out.extend_from_slice(b"\",\"keyType\":\"");
             out.extend_from_slice(v.key_type().as_str().as_bytes());
             out.extend_from_slice(b"\",\"format\":\"");

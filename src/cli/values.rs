@@ -78,41 +78,8 @@ pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
         };
     }
     let mut out = Vec::with_capacity(28);
-    push_rfc3339(&mut out, at);
+    apim_sas::push_rfc3339(&mut out, at);
     String::from_utf8(out).unwrap_or_default()
-}
-
-/// Appends [`rfc3339`]'s spelling of an instant of the years 0000–9999 to `out`, without
-/// chrono's formatting machinery: once per line of a batch, once per request of `serve`.
-pub(crate) fn push_rfc3339(out: &mut Vec<u8>, at: DateTime<Utc>) {
-    use apim_sas::chrono::{Datelike, Timelike};
-    let nanos = at.nanosecond();
-    let at = at.naive_utc();
-    let pad = |out: &mut Vec<u8>, n: u32, width: usize| {
-        let mut digits = [b'0'; 9];
-        let mut n = n;
-        for slot in digits[..width].iter_mut().rev() {
-            *slot = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        out.extend_from_slice(&digits[..width]);
-    };
-    pad(out, at.year().clamp(0, 9999) as u32, 4);
-    out.push(b'-');
-    pad(out, at.month(), 2);
-    out.push(b'-');
-    pad(out, at.day(), 2);
-    out.push(b'T');
-    pad(out, at.hour(), 2);
-    out.push(b':');
-    pad(out, at.minute(), 2);
-    out.push(b':');
-    pad(out, at.second(), 2);
-    if nanos / 100 != 0 {
-        out.push(b'.');
-        pad(out, nanos / 100, 7);
-    }
-    out.push(b'Z');
 }
 
 /// Free text that offers a list of values to `--help` and shell completion without enforcing
@@ -175,7 +142,7 @@ mod rfc3339_tests {
                 t => format!("{whole}.{t:07}Z"),
             };
             let mut ours = Vec::new();
-            push_rfc3339(&mut ours, at);
+            apim_sas::push_rfc3339(&mut ours, at);
             assert_eq!(String::from_utf8(ours).unwrap(), expected);
             assert_eq!(rfc3339(at), expected);
         }
