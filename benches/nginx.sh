@@ -13,7 +13,7 @@
 #   a  no auth: the file alone, no module loaded (the limit for anything inside nginx)
 #   b  the module, `apim_sas on`, verdict cache on (the default, 1024 tokens)
 #   c  the module, `apim_sas_cache off` (every request verifies: parse, HMAC-SHA512, clock)
-#   d  `auth_request` -> `apim-sas serve` over a keepalive upstream, the subrequest as README.md's
+#   d  `auth_request` -> `apim-sas serve` over a keepalive upstream, the subrequest as docs/serve.md's
 #      nginx section writes it (GET /verify, the token header alone, no body)
 #   e  njs, `js_content peer.content`: verifies with WebCrypto, then `r.internalRedirect('@file')`
 #      to a named location serving the file (no subrequest); the keystore is a

@@ -3,7 +3,7 @@
 // libnginx-mod-http-js, njs 0.7.9) and its WebCrypto. benches/nginx.sh times it; it is also an
 // honest example of verifying these tokens in njs.
 //
-// Token forms (README.md, "The format, in one paragraph"), as benches/peer_serve.js: compact
+// Token forms (docs/format.md, "Wire forms"), as benches/peer_serve.js: compact
 // `{id}&{yyyyMMddHHmm}&{sig}` and uid `uid={id}&ex={yyyy-MM-ddTHH:mm:ss.fffffffZ}&sn={sig}`,
 // optionally behind `GatewayKey ` or `SharedAccessSignature ` (any case) or in the portal form
 // `SharedAccessSignature token="…",refresh="true"`. The signature is base64 HMAC-SHA512 keyed with

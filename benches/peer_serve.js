@@ -6,7 +6,7 @@
 // Azure's ErrorResponse `{"error":{"code","message","target"}}` and
 // `WWW-Authenticate: SharedAccessSignature error="<Code>"`. `/healthz` is 200, anything else 404.
 //
-// Token forms (README.md, "The format, in one paragraph"): compact `{id}&{yyyyMMddHHmm}&{sig}` and
+// Token forms (docs/format.md, "Wire forms"): compact `{id}&{yyyyMMddHHmm}&{sig}` and
 // uid `uid={id}&ex={yyyy-MM-ddTHH:mm:ss.fffffffZ}&sn={sig}`, optionally behind `GatewayKey ` or
 // `SharedAccessSignature ` (any case, one or more spaces) or in the portal form
 // `SharedAccessSignature token="…",refresh="true"`. The signature is base64 HMAC-SHA512 keyed

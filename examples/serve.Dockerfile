@@ -1,4 +1,4 @@
-# The image of `apim-sas serve` as a sidecar (README, "Kubernetes sidecar"), and of any other
+# The image of `apim-sas serve` as a sidecar (docs/serve.md, "Kubernetes sidecar"), and of any other
 # apim-sas command that needs no shell (renew without --deploy-hook, which runs its hook with
 # /bin/sh; inspect; verify). The final stage holds the binary alone, on distroless's cc image (glibc,
 # libgcc, CA certificates, no shell, no package manager), and runs as its non-root user 65532. The

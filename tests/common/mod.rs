@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses its own part
 
 pub mod http;
+pub mod markdown;
 
 use serde::Deserialize;
 

@@ -1,13 +1,16 @@
-//! The README's recipes work when pasted: every ```yaml block parses (each document of it), and
-//! its Kubernetes objects are complete and refer to each other by the right names; every ```sh
-//! block marked `<!-- test: run -->` runs, with the real binary on PATH, in a fresh directory
-//! holding a copy of `examples/`; every other ```sh block is at least valid shell; and the
-//! Dockerfile of the renewal job's image names files and stages that exist. The renewal recipes
-//! run as their users run them, with their paths moved into a temporary directory: the systemd
-//! timer's script with a fake `systemctl`, the CronJob's script with a fake `kubectl` that keeps
-//! the Secret as an API server would, on a `PATH` that holds only what `examples/Dockerfile`'s
-//! final stage provides, and the monitoring script on an env file with two auth lines. (The
-//! README's Rust snippets are compiled as doc tests, from `src/lib.rs`.)
+//! The recipes of the README and of every guide in `docs/` work when pasted. Every ```yaml block
+//! parses (each document of it), and its Kubernetes objects are complete and refer to each other
+//! by the right names; every ```sh block marked `<!-- test: run -->` runs, with the real binary
+//! on PATH, in a fresh directory holding a copy of `examples/`; every other ```sh block is at
+//! least valid shell; every systemd unit (an ```ini block naming its path under
+//! `/etc/systemd/system/`) passes `systemd-analyze verify`, and the `apim-sas` command lines in it
+//! parse; every Rust block is compiled as a doc test (from `src/lib.rs`); every link points to a
+//! file and a heading that exist; and the Dockerfile of the renewal job's image names files and
+//! stages that exist. The renewal recipes run as their users run them, with their paths moved
+//! into a temporary directory: the systemd timer's script with a fake `systemctl`, the CronJob's
+//! script with a fake `kubectl` that keeps the Secret as an API server would, on a `PATH` that
+//! holds only what `examples/Dockerfile`'s final stage provides, and the monitoring script on an
+//! env file with two auth lines. The nginx blocks are held to `examples/` by `tests/nginx.rs`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -16,44 +19,9 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_norway::Value;
 
-/// A fenced code block: its info string, text, and whether it is marked runnable.
-#[derive(Debug)]
-struct Block {
-    info: String,
-    text: String,
-    runnable: bool,
-    line: usize,
-}
+mod common;
 
-fn blocks(markdown: &str) -> Vec<Block> {
-    let mut blocks = Vec::new();
-    let mut lines = markdown.lines().enumerate().peekable();
-    let mut previous = "";
-    while let Some((n, line)) = lines.next() {
-        if let Some(info) = line.strip_prefix("```") {
-            let mut text = String::new();
-            for (_, inner) in lines.by_ref() {
-                if inner == "```" {
-                    break;
-                }
-                text.push_str(inner);
-                text.push('\n');
-            }
-            blocks.push(Block {
-                info: info.trim().to_owned(),
-                text,
-                runnable: previous.trim() == "<!-- test: run -->",
-                line: n + 1,
-            });
-        }
-        previous = line;
-    }
-    blocks
-}
-
-fn readme() -> String {
-    std::fs::read_to_string("README.md").unwrap()
-}
+use common::markdown::{self, Block};
 
 fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     let mut at = value;
@@ -63,36 +31,44 @@ fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     at.as_str()
 }
 
-/// Every Kubernetes object of every ```yaml block, parsed.
+/// Every Kubernetes object of every ```yaml block of every document, parsed.
 fn kubernetes_objects() -> Vec<Value> {
     let mut objects = Vec::new();
     let mut yaml_blocks = 0;
-    for block in blocks(&readme()).iter().filter(|b| b.info == "yaml") {
+    for block in markdown::blocks_in("yaml") {
         yaml_blocks += 1;
         for document in serde_norway::Deserializer::from_str(&block.text) {
             let value = Value::deserialize(document)
-                .unwrap_or_else(|e| panic!("README line {}: YAML does not parse: {e}", block.line));
+                .unwrap_or_else(|e| panic!("{}: YAML does not parse: {e}", block.at()));
             let is_object = value.get("kind").is_some() || value.get("apiVersion").is_some();
             if is_object {
                 for field in [&["apiVersion"][..], &["kind"], &["metadata", "name"]] {
                     assert!(
                         str_at(&value, field).is_some_and(|s| !s.is_empty()),
-                        "README line {}: a Kubernetes object without {}",
-                        block.line,
+                        "{}: a Kubernetes object without {}",
+                        block.at(),
                         field.join(".")
                     );
                 }
                 objects.push(value);
             } else {
+                // A fragment: a mapping (a pod spec's fields), or a list of them (containers).
+                let fragment = value.is_mapping()
+                    || value
+                        .as_sequence()
+                        .is_some_and(|items| items.iter().all(Value::is_mapping));
                 assert!(
-                    value.is_mapping(),
-                    "README line {}: a YAML block that is neither an object nor a fragment",
-                    block.line
+                    fragment,
+                    "{}: a YAML block that is neither an object nor a fragment",
+                    block.at()
                 );
             }
         }
     }
-    assert!(yaml_blocks >= 2, "README has {yaml_blocks} yaml blocks");
+    assert!(
+        yaml_blocks >= 2,
+        "the guides have {yaml_blocks} yaml blocks"
+    );
     objects
 }
 
@@ -116,9 +92,9 @@ fn yaml_blocks_parse_and_refer_to_each_other() {
     let roles = names("Role");
     assert!(
         !accounts.is_empty() && !roles.is_empty(),
-        "no RBAC in README"
+        "no RBAC in the guides"
     );
-    // Each binding binds a Role and ServiceAccounts the README defines.
+    // Each binding binds a Role and ServiceAccounts the guides define.
     let bindings = named(&objects, "RoleBinding");
     assert!(!bindings.is_empty());
     for binding in &bindings {
@@ -132,7 +108,7 @@ fn yaml_blocks_parse_and_refer_to_each_other() {
             );
         }
     }
-    // Each CronJob runs as a ServiceAccount the README defines, and its Role lets it apply the
+    // Each CronJob runs as a ServiceAccount the guides define, and its Role lets it apply the
     // Secret (get, create, patch) and restart the deployment (get, patch).
     for job in named(&objects, "CronJob") {
         let spec = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"];
@@ -163,12 +139,13 @@ fn yaml_blocks_parse_and_refer_to_each_other() {
 
 #[test]
 fn the_security_context_lets_a_non_root_job_read_its_key() {
-    let fragment = blocks(&readme())
+    let fragment = markdown::document("docs/kubernetes.md");
+    let fragment = markdown::blocks_of("docs/kubernetes.md", &fragment)
         .into_iter()
         .filter(|b| b.info == "yaml")
         .filter_map(|b| serde_norway::from_str::<Value>(&b.text).ok())
         .find(|v| v.get("securityContext").is_some() && v.get("kind").is_none())
-        .expect("a securityContext fragment in README");
+        .expect("a securityContext fragment in docs/kubernetes.md");
     let pod = &fragment["securityContext"];
     assert_eq!(pod["runAsNonRoot"].as_bool(), Some(true));
     let group = pod["fsGroup"].as_u64().expect("fsGroup");
@@ -208,7 +185,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn runnable_sh_recipes_run_as_pasted() {
-    let runnable: Vec<Block> = blocks(&readme())
+    let runnable: Vec<Block> = markdown::blocks()
         .into_iter()
         .filter(|b| b.runnable)
         .collect();
@@ -218,7 +195,7 @@ fn runnable_sh_recipes_run_as_pasted() {
     )
     .unwrap();
     for block in &runnable {
-        assert_eq!(block.info, "sh", "README line {}: only sh runs", block.line);
+        assert_eq!(block.info, "sh", "{}: only sh runs", block.at());
         let dir = tempfile::tempdir().unwrap();
         copy_dir(Path::new("examples"), &dir.path().join("examples"));
         let out = Command::new("bash")
@@ -238,15 +215,15 @@ fn runnable_sh_recipes_run_as_pasted() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success(),
-            "README line {}: the recipe failed ({:?}):\n{}\n{stderr}",
-            block.line,
+            "{}: the recipe failed ({:?}):\n{}\n{stderr}",
+            block.at(),
             out.status,
             block.text
         );
         assert!(
             !stderr.contains("error") && !stderr.contains("warning"),
-            "README line {}: {stderr}",
-            block.line
+            "{}: {stderr}",
+            block.at()
         );
         // What the recipes leave behind is what the gateway reads.
         let env_file = dir.path().join("gw1.env");
@@ -282,15 +259,15 @@ fn runnable_sh_recipes_run_as_pasted() {
 
 #[test]
 fn every_sh_block_is_valid_shell() {
-    for block in blocks(&readme()).iter().filter(|b| b.info == "sh") {
+    for block in markdown::blocks_in("sh") {
         let out = Command::new("bash")
             .args(["-n", "-c", &block.text])
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "README line {}: {}",
-            block.line,
+            "{}: {}",
+            block.at(),
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -298,20 +275,28 @@ fn every_sh_block_is_valid_shell() {
 
 #[test]
 fn every_block_has_a_language_and_rust_ones_are_doc_tested() {
-    for block in blocks(&readme()) {
-        assert!(
-            !block.info.is_empty(),
-            "README line {}: a block without a language is compiled as Rust by the doc tests",
-            block.line
-        );
-    }
-    let rust = blocks(&readme())
-        .into_iter()
-        .filter(|b| b.info.starts_with("rust"))
-        .count();
-    assert!(rust >= 2);
     let lib = std::fs::read_to_string("src/lib.rs").unwrap();
-    assert!(lib.contains("#[doc = include_str!(\"../README.md\")]"));
+    let mut rust = 0;
+    for (file, text) in markdown::documents() {
+        let blocks = markdown::blocks_of(&file, &text);
+        for block in &blocks {
+            assert!(
+                !block.info.is_empty(),
+                "{}: a block without a language (a doc test would compile it as Rust)",
+                block.at()
+            );
+        }
+        let here = blocks.iter().filter(|b| b.info.starts_with("rust")).count();
+        if here > 0 {
+            let include = format!("#[doc = include_str!(\"../{file}\")]");
+            assert!(
+                lib.contains(&include),
+                "{file} holds {here} Rust blocks, but src/lib.rs does not compile them: {include}"
+            );
+        }
+        rust += here;
+    }
+    assert!(rust >= 2);
 }
 
 /// Dockerfile instructions, continuation lines joined, comments dropped.
@@ -344,7 +329,7 @@ fn instructions(dockerfile: &str) -> Vec<(String, String)> {
 fn the_dockerfile_names_what_exists() {
     let dockerfile = std::fs::read_to_string("examples/Dockerfile").unwrap();
     let ignore = std::fs::read_to_string("examples/Dockerfile.dockerignore").unwrap();
-    assert!(readme().contains("docker build -f examples/Dockerfile "));
+    assert!(markdown::all_text().contains("docker build -f examples/Dockerfile "));
     let known = [
         "FROM",
         "RUN",
@@ -461,17 +446,17 @@ fn base64_decode(text: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// The one ```sh block of the README that holds `marker`.
+/// The one ```sh block of all the documents that holds `marker`.
 fn sh_block(marker: &str) -> String {
-    let found: Vec<Block> = blocks(&readme())
+    let found: Vec<Block> = markdown::blocks_in("sh")
         .into_iter()
-        .filter(|b| b.info == "sh" && b.text.contains(marker))
+        .filter(|b| b.text.contains(marker))
         .collect();
-    assert_eq!(found.len(), 1, "README: sh blocks holding {marker}");
+    assert_eq!(found.len(), 1, "sh blocks holding {marker}: {found:?}");
     found.into_iter().next().unwrap().text
 }
 
-/// Writes an executable file (`chmod +x`, as the README says for its scripts).
+/// Writes an executable file (`chmod +x`, as the guides say for their scripts).
 fn executable(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -693,7 +678,7 @@ fn the_systemd_timer_script_restarts_the_gateway_exactly_when_it_renewed() {
     assert_eq!(restarts(), 3);
 }
 
-/// The CronJob of the README: its image, command and script.
+/// The CronJob of docs/kubernetes.md: its image, command and script.
 struct CronJob {
     image: String,
     command: Vec<String>,
@@ -758,11 +743,11 @@ const DEBIAN_COREUTILS: &[&str] = &[
 #[test]
 fn the_cronjob_runs_the_image_examples_dockerfile_builds() {
     let job = cronjob();
-    let readme = readme();
+    let readme = markdown::all_text();
     let dockerfile = std::fs::read_to_string("examples/Dockerfile").unwrap();
-    // One tag: the CronJob's image is what the README and the Dockerfile tell you to build.
+    // One tag: the CronJob's image is what the guides and the Dockerfile tell you to build.
     let build = format!("docker build -f examples/Dockerfile -t {} .", job.image);
-    assert!(readme.contains(&build), "README lacks: {build}");
+    assert!(readme.contains(&build), "no guide says: {build}");
     assert!(
         dockerfile.contains(&build),
         "examples/Dockerfile lacks: {build}"
@@ -939,7 +924,7 @@ esac
 fn the_cronjob_renews_applies_and_restarts_exactly_when_due() {
     let job = cronjob();
     let root = tempfile::tempdir().unwrap();
-    // What the pod mounts: the keys Secret (0440, as the README's defaultMode 288 gives).
+    // What the pod mounts: the keys Secret (0440, as the guide's defaultMode 288 gives).
     let keys = root.path().join("keys/keys.json");
     sample_keys(&keys, 0o440);
     // The image's PATH: what examples/Dockerfile's final stage provides, and nothing else.
@@ -1092,7 +1077,7 @@ fn the_cronjob_renews_applies_and_restarts_exactly_when_due() {
     cluster.take_applied().unwrap();
 
     // A failed rollout after a good apply is NOT retried by the next pod: its /tmp is new, so
-    // the marker is gone, and the Secret on the server is fresh (the README says so).
+    // the marker is gone, and the Secret on the server is fresh (the guide says so).
     cluster.set_token(&soon());
     cluster.fail("rollout", true);
     let r = pod();
@@ -1203,4 +1188,274 @@ fn the_monitoring_script_reads_the_env_file_as_renew_and_docker_do() {
     assert!(r.ok, "{r:?}");
     assert!(!prom.exists());
     assert_eq!(std::fs::read_dir(&textfiles).unwrap().count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The documents as a whole: links, systemd units, the README's length, the guides' openings.
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped (but `-` and `_`), spaces as
+/// hyphens; a repeated heading gets `-1`, `-2`, ….
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut in_code = false;
+    for line in markdown.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        let Some(title) = line
+            .strip_prefix('#')
+            .map(|t| t.trim_start_matches('#'))
+            .filter(|t| !in_code && t.starts_with(' '))
+        else {
+            continue;
+        };
+        let base: String = title
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let mut anchor = base.clone();
+        let mut n = 0;
+        while seen.contains(&anchor) {
+            n += 1;
+            anchor = format!("{base}-{n}");
+        }
+        seen.insert(anchor);
+    }
+    seen
+}
+
+/// The targets of the Markdown links `[text](target)` outside code blocks and code spans.
+fn link_targets(markdown: &str) -> Vec<(usize, String)> {
+    let mut targets = Vec::new();
+    let mut in_code = false;
+    for (n, line) in markdown.lines().enumerate() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        // Code spans hold no links: drop them (every other backtick-delimited run).
+        let prose: String = line
+            .split('`')
+            .enumerate()
+            .map(|(i, part)| if i % 2 == 0 { part } else { "x" })
+            .collect();
+        let mut rest = prose.as_str();
+        while let Some(at) = rest.find("](") {
+            rest = &rest[at + 2..];
+            let end = rest.find(')').unwrap_or(rest.len());
+            targets.push((n + 1, rest[..end].to_owned()));
+            rest = &rest[end..];
+        }
+    }
+    targets
+}
+
+#[test]
+fn every_link_points_to_a_file_and_a_heading_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for (file, text) in markdown::documents() {
+        let dir = Path::new(&file).parent().unwrap().to_owned();
+        for (line, target) in link_targets(&text) {
+            if target.starts_with("https://") || target.starts_with("http://") {
+                continue;
+            }
+            let (path, anchor) = target.split_once('#').unwrap_or((&target, ""));
+            let linked = if path.is_empty() {
+                PathBuf::from(&file)
+            } else {
+                dir.join(path)
+            };
+            let on_disk = root.join(&linked);
+            assert!(
+                on_disk.exists(),
+                "{file}:{line}: the link {target} points to {}, which does not exist",
+                linked.display()
+            );
+            if !anchor.is_empty() {
+                assert!(
+                    linked.extension().is_some_and(|e| e == "md"),
+                    "{file}:{line}: an anchor into a file that is not Markdown: {target}"
+                );
+                let headings = anchors(&std::fs::read_to_string(&on_disk).unwrap());
+                assert!(
+                    headings.contains(anchor),
+                    "{file}:{line}: {target}: no heading #{anchor} in {}; it has {headings:?}",
+                    linked.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "only {checked} links found");
+}
+
+#[test]
+fn the_anchor_rule_is_githubs() {
+    let headings = anchors(
+        "# A\n## nginx (`auth_request`)\n## Envoy, Istio (ext_authz, gRPC)\n## 5. Choices here\n\
+         ```sh\n# not a heading\n```\n## A\n",
+    );
+    let expected = [
+        "a",
+        "nginx-auth_request",
+        "envoy-istio-ext_authz-grpc",
+        "5-choices-here",
+        "a-1",
+    ];
+    assert_eq!(
+        headings,
+        expected
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>()
+    );
+    assert_eq!(
+        link_targets("see [a](b.md#c) and `[x](not-a-link)`, [d](#e)\n```\n[f](g)\n```\n"),
+        [(1, "b.md#c".to_owned()), (1, "#e".to_owned())]
+    );
+}
+
+#[test]
+fn the_readme_is_short_and_every_guide_says_where_it_leads() {
+    let readme = markdown::document("README.md");
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 250,
+        "README.md has {lines} lines: what an operator reads in five minutes"
+    );
+    for (file, text) in markdown::documents() {
+        if file == "README.md" {
+            continue;
+        }
+        // Within its first lines, after the title: what the reader has at the end, and needs.
+        let opening: Vec<&str> = text.lines().take(30).collect();
+        assert!(opening[0].starts_with("# "), "{file}: no title");
+        for needed in ["**At the end**", "**You need**"] {
+            assert!(
+                opening.iter().any(|l| l.starts_with(needed)),
+                "{file}: its opening lacks {needed}"
+            );
+        }
+        // The README reaches every guide.
+        assert!(
+            readme.contains(&format!("]({file}")),
+            "README.md does not link {file}"
+        );
+    }
+}
+
+/// The absolute programs a unit's `Exec*=` lines run, without systemd's prefixes (`-`, `@`,
+/// `+`, `!`, `:`), and each line's words.
+fn exec_lines(unit: &str) -> Vec<Vec<String>> {
+    let mut joined = Vec::new();
+    let mut current = String::new();
+    for line in unit.lines() {
+        if let Some(head) = line.strip_suffix('\\') {
+            current.push_str(head);
+            continue;
+        }
+        current.push_str(line);
+        joined.push(std::mem::take(&mut current));
+    }
+    joined
+        .iter()
+        .filter(|l| l.starts_with("Exec"))
+        .filter_map(|l| l.split_once('='))
+        .map(|(_, command)| {
+            command
+                .trim_start_matches(['-', '@', '+', '!', ':'])
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_systemd_unit_verifies() {
+    let Ok(analyze) = Command::new("systemd-analyze").arg("--version").output() else {
+        panic!("systemd-analyze is not installed (apt-get install -y systemd)");
+    };
+    assert!(analyze.status.success());
+    let root = tempfile::tempdir().unwrap();
+    let units = root.path().join("etc/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    // The system's own units (targets, sockets) that ours name, under the root verify reads.
+    let system = root.path().join("usr/lib/systemd/system");
+    copy_dir(Path::new("/usr/lib/systemd/system"), &system);
+    // Units of other software the recipes depend on.
+    for other in ["docker.service", "nginx.service"] {
+        std::fs::write(
+            system.join(other),
+            "[Unit]\nDescription=stand-in\n[Service]\nExecStart=/bin/true\n",
+        )
+        .unwrap();
+    }
+    let mut names = Vec::new();
+    for block in markdown::blocks_in("ini") {
+        let first = block.text.lines().next().unwrap_or("");
+        let Some(path) = first
+            .strip_prefix("# /etc/systemd/system/")
+            .map(|p| p.split([':', ' ']).next().unwrap().to_owned())
+        else {
+            panic!(
+                "{}: an ini block that does not name its unit's path",
+                block.at()
+            );
+        };
+        std::fs::write(units.join(&path), &block.text).unwrap();
+        for words in exec_lines(&block.text) {
+            let program = &words[0];
+            assert!(
+                program.starts_with('/'),
+                "{}: {program} is not absolute",
+                block.at()
+            );
+            // The recipes' own programs must parse their flags: apim-sas itself.
+            if program == "/usr/local/bin/apim-sas" {
+                let args: Vec<&str> = words[1..]
+                    .iter()
+                    .map(String::as_str)
+                    .take_while(|w| !w.starts_with('$'))
+                    .collect();
+                let out = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
+                    .args(&args)
+                    .arg("--help")
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}: apim-sas {args:?}: {}",
+                    block.at(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            // Every program exists in the root: the recipe's scripts and the tools it names.
+            executable(
+                &root.path().join(program.trim_start_matches('/')),
+                "#!/bin/sh\n",
+            );
+        }
+        names.push(format!("/etc/systemd/system/{path}"));
+    }
+    assert!(names.len() >= 5, "{names:?}");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(format!("--root={}", root.path().display()))
+        .args(&names)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "{names:?}:\n{stderr}"
+    );
 }
