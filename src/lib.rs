@@ -91,7 +91,36 @@
 //! - Errors about untrusted tokens name the field and the rule, never echo the token's bytes.
 //! - [`GatewayKey::new`] errors are configuration (500); [`Signer::new`] refuses `managed`.
 //! - Caller-supplied instants outside the years 0001–9999 are `InvalidExpiry` (400).
+//!
+//! # Guides
+//!
+//! Task by task, in the `docs/` folder of the source (and of the crate package):
+//!
+//! - [renewal](https://docs.rs/crate/apim-sas/latest/source/docs/renewal.md): renewing tokens
+//!   on systemd and Docker hosts, what `renew` refuses, the deploy hook.
+//! - [kubernetes](https://docs.rs/crate/apim-sas/latest/source/docs/kubernetes.md): the renewal
+//!   CronJob, its RBAC and security context, which Secret key the gateway reads.
+//! - [monitoring](https://docs.rs/crate/apim-sas/latest/source/docs/monitoring.md): alerts
+//!   before a token expires.
+//! - [serve](https://docs.rs/crate/apim-sas/latest/source/docs/serve.md): `apim-sas serve`
+//!   behind nginx `auth_request`, Traefik, Envoy, Kong, systemd, a Kubernetes sidecar.
+//! - [ext-authz](https://docs.rs/crate/apim-sas/latest/source/docs/ext-authz.md): Envoy, Istio
+//!   and Contour through gRPC `ext_authz`.
+//! - [nginx](https://docs.rs/crate/apim-sas/latest/source/docs/nginx.md): the nginx module,
+//!   verification inside nginx itself.
+//! - [library](https://docs.rs/crate/apim-sas/latest/source/docs/library.md): this library: its
+//!   features, minting and verifying, the tower layer.
+//! - [format](https://docs.rs/crate/apim-sas/latest/source/docs/format.md): the wire forms, the
+//!   signing rule, validity, every error code.
+//! - [speed](https://docs.rs/crate/apim-sas/latest/source/docs/speed.md): benchmarks, and how to
+//!   run them.
+//! - [security](https://docs.rs/crate/apim-sas/latest/source/docs/security.md): key hygiene, the
+//!   threat model, hostile input, fuzzing.
+//! - [troubleshooting](https://docs.rs/crate/apim-sas/latest/source/docs/troubleshooting.md):
+//!   common slips and what the command says about each.
+//! - [cli](https://docs.rs/crate/apim-sas/latest/source/docs/cli.md): the command reference.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
@@ -129,3 +158,8 @@ pub use chrono;
 #[cfg(all(doctest, feature = "keystore"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeSnippets;
+
+/// The library guide's Rust snippets (`docs/library.md`), compiled as doc tests.
+#[cfg(all(doctest, feature = "keystore", feature = "tower"))]
+#[doc = include_str!("../docs/library.md")]
+struct LibraryGuide;
