@@ -154,12 +154,12 @@ pub use verify::{Verified, Verifier};
 /// Re-exported so that callers name the same `chrono` types the API takes.
 pub use chrono;
 
-/// The README's Rust snippets, compiled (and run, unless marked `no_run`) as doc tests.
-#[cfg(all(doctest, feature = "keystore"))]
-#[doc = include_str!("../README.md")]
-struct ReadmeSnippets;
-
 /// The library guide's Rust snippets (`docs/library.md`), compiled as doc tests.
 #[cfg(all(doctest, feature = "keystore", feature = "tower"))]
 #[doc = include_str!("../docs/library.md")]
 struct LibraryGuide;
+
+/// The gRPC guide's server (`docs/ext-authz.md`), compiled as a doc test.
+#[cfg(all(doctest, feature = "keystore", feature = "ext-authz"))]
+#[doc = include_str!("../docs/ext-authz.md")]
+struct ExtAuthzGuide;

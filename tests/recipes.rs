@@ -258,6 +258,25 @@ fn runnable_sh_recipes_run_as_pasted() {
 }
 
 #[test]
+fn every_toml_block_parses() {
+    let blocks = markdown::blocks_in("toml");
+    assert!(!blocks.is_empty());
+    for block in blocks {
+        let table: toml::Table = toml::from_str(&block.text)
+            .unwrap_or_else(|e| panic!("{}: TOML does not parse: {e}", block.at()));
+        // A Cargo.toml fragment depends on this crate under its name.
+        if let Some(dependencies) = table.get("dependencies") {
+            assert!(
+                dependencies.get(env!("CARGO_PKG_NAME")).is_some(),
+                "{}: no {} dependency",
+                block.at(),
+                env!("CARGO_PKG_NAME")
+            );
+        }
+    }
+}
+
+#[test]
 fn every_sh_block_is_valid_shell() {
     for block in markdown::blocks_in("sh") {
         let out = Command::new("bash")
