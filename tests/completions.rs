@@ -9,8 +9,10 @@
 //! the files of the current directory; any other value (an id, a duration, an instant) offers
 //! no file names.
 //!
-//! A shell that is not installed skips its test with a loud message, unless `CI` is set: CI
-//! installs bash-completion, fish and zsh (`.ci/run`), and there a missing shell fails.
+//! A shell that is not installed when the tests are built makes its test ignored, with the
+//! package to install as the reason (build.rs: `skip_bash`, `skip_bash_completion`, `skip_fish`,
+//! `skip_zsh`), unless `CI` is set: CI installs bash-completion, fish and zsh (`.ci/run`), and
+//! there a missing shell fails.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -222,25 +224,18 @@ fn verify(shell: &str, cases: &[Case], answers: &[Vec<String>]) {
     );
 }
 
-/// Whether `shell` can run; when it cannot, skip loudly, or fail under CI.
-fn have(shell: &str) -> bool {
+/// `shell` runs: build.rs found it, so it must still be there (the test fails otherwise).
+fn need(shell: &str) {
     let found = Command::new(shell)
         .arg("-c")
         .arg("exit 0")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{shell} is not installed, and CI is set: .ci/run installs it (apt-get install -y \
-             bash-completion fish zsh)"
-        );
-        eprintln!(
-            "\n*** SKIPPED: {shell} is not installed, so its completion script was NOT tested. \
-             Install it (apt-get install -y bash-completion fish zsh) to run this test. ***\n"
-        );
-    }
-    found
+    assert!(
+        found,
+        "{shell} is not installed: .ci/run installs it (apt-get install -y bash-completion fish \
+         zsh); elsewhere, rebuild the tests (touch build.rs) and this test is ignored instead"
+    );
 }
 
 /// A directory holding the script and the sample files; the shells run in it.
@@ -301,11 +296,34 @@ fn quoted(word: &str) -> String {
     format!("'{word}'")
 }
 
+const BASH_COMPLETION: &str = "/usr/share/bash-completion/bash_completion";
+
+/// bash alone, as `complete` has it without the bash-completion package.
 #[test]
+#[cfg_attr(skip_bash, ignore = "bash is not installed: apt-get install -y bash")]
 fn bash_completes_every_flag_and_value_list() {
-    if !have("bash") {
-        return;
-    }
+    bash_completes(false);
+}
+
+/// With the bash-completion package loaded too, as interactive shells have it.
+#[test]
+#[cfg_attr(skip_bash, ignore = "bash is not installed: apt-get install -y bash")]
+#[cfg_attr(
+    all(skip_bash_completion, not(skip_bash)),
+    ignore = "bash-completion is not installed: apt-get install -y bash-completion"
+)]
+fn bash_with_bash_completion_completes_every_flag_and_value_list() {
+    assert!(
+        Path::new(BASH_COMPLETION).exists(),
+        "{BASH_COMPLETION} is missing: .ci/run installs it (apt-get install -y \
+         bash-completion); elsewhere, rebuild the tests (touch build.rs) and this test is \
+         ignored instead"
+    );
+    bash_completes(true);
+}
+
+fn bash_completes(with_bash_completion: bool) {
+    need("bash");
     let cases = cases();
     let (dir, script) = workdir(&apim(&["completions", "bash"]), "apim-sas.bash");
     // Source the script as bash-completion would, then call the registered function the way
@@ -320,9 +338,8 @@ fn bash_completes_every_flag_and_value_list() {
          for r in \"${{COMPREPLY[@]}}\"; do printf '%s\\n' \"$r\"; done; echo '<<END>>'; }}\n",
         quoted(script.to_str().unwrap())
     );
-    if Path::new("/usr/share/bash-completion/bash_completion").exists() {
-        // With the bash-completion package loaded too, as interactive shells have it.
-        program.insert_str(0, "source /usr/share/bash-completion/bash_completion\n");
+    if with_bash_completion {
+        program.insert_str(0, &format!("source {BASH_COMPLETION}\n"));
     }
     for case in &cases {
         let words: Vec<String> = case.words.iter().map(|w| quoted(w)).collect();
@@ -337,10 +354,9 @@ fn bash_completes_every_flag_and_value_list() {
 }
 
 #[test]
+#[cfg_attr(skip_fish, ignore = "fish is not installed: apt-get install -y fish")]
 fn fish_completes_every_flag_and_value_list() {
-    if !have("fish") {
-        return;
-    }
+    need("fish");
     let cases = cases();
     let (dir, script) = workdir(&apim(&["completions", "fish"]), "apim-sas.fish");
     let mut program = format!("source {}\n", quoted(script.to_str().unwrap()));
@@ -428,10 +444,9 @@ print -r -- "<<READY>>"
 "#;
 
 #[test]
+#[cfg_attr(skip_zsh, ignore = "zsh is not installed: apt-get install -y zsh")]
 fn zsh_completes_every_flag_and_value_list() {
-    if !have("zsh") {
-        return;
-    }
+    need("zsh");
     let cases = cases();
     let (dir, script) = workdir(&apim(&["completions", "zsh"]), "_apim-sas");
     // The script is valid zsh.

@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -624,19 +623,23 @@ fn refusals_write_nothing() {
     assert!(env.leftovers().is_empty());
 }
 
-/// An immutable file: even root cannot rename over it (needs `chattr` and a file system that
-/// supports the attribute; otherwise the case is skipped, and said so).
+/// An immutable file: even root cannot rename over it (needs root, `chattr` and a file system
+/// that supports the attribute; build.rs tells, and the test that needs it is ignored without).
 struct Immutable(PathBuf);
 
 impl Immutable {
-    fn set(path: &Path) -> Option<Immutable> {
-        let ok = std::process::Command::new("chattr")
+    fn set(path: &Path) -> Immutable {
+        let out = std::process::Command::new("chattr")
             .arg("+i")
             .arg(path)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Immutable(path.to_path_buf()))
+            .output();
+        assert!(
+            out.as_ref().is_ok_and(|o| o.status.success()),
+            "chattr +i {} failed ({out:?}): .ci/run runs as root with e2fsprogs installed; \
+             elsewhere, rebuild the tests (touch build.rs) and this test is ignored instead",
+            path.display()
+        );
+        Immutable(path.to_path_buf())
     }
 }
 
@@ -682,20 +685,26 @@ fn writes_that_cannot_happen_exit_2_and_leave_nothing() {
         assert_eq!(r.json()["error"]["code"], "InvalidArgument");
     }
 
-    // The rename itself refused, after the temporary file was written: it is removed.
+    assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
+}
+
+/// The rename itself refused, after the temporary file was written: it is removed.
+#[test]
+#[cfg_attr(
+    skip_chattr,
+    ignore = "chattr +i does not work here: needs root, chattr (apt-get install -y e2fsprogs) \
+              and a file system with the immutable attribute"
+)]
+fn a_refused_rename_exits_2_and_leaves_nothing() {
+    let env = Env::new();
     let file = env.path("gw1.token");
     assert_eq!(env.renew(&file, NOW, &[]).code, 0);
     let before = snapshot(&file);
-    match Immutable::set(&file) {
-        Some(_guard) => {
-            let r = env.renew(&file, NOW, &["--force"]);
-            assert_eq!(r.code, 2, "{}", r.stdout);
-            assert_eq!(r.json()["error"]["code"], "InvalidArgument");
-            assert_eq!(snapshot(&file), before);
-            assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
-        }
-        None => eprintln!("chattr +i unavailable here: the refused-rename case is skipped"),
-    }
+    let _guard = Immutable::set(&file);
+    let r = env.renew(&file, NOW, &["--force"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert_eq!(r.json()["error"]["code"], "InvalidArgument");
+    assert_eq!(snapshot(&file), before);
     assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
 }
 
@@ -847,18 +856,24 @@ fn every_key_source_renews() {
 }
 
 /// The owner and group of the file are kept (when the process may set them: as root, as CI
-/// runs; otherwise the case is skipped).
+/// runs; otherwise the test is ignored).
 #[cfg(unix)]
 #[test]
+#[cfg_attr(
+    skip_root,
+    ignore = "needs root to give a file away (chown): run the tests as root"
+)]
 fn owner_and_group_are_kept() {
     use std::os::unix::fs::MetadataExt;
     let env = Env::new();
     let file = env.path("gw1.env");
     fs::write(&file, "A=1\n").unwrap();
-    if fs::metadata(&file).unwrap().uid() != 0 {
-        eprintln!("not root: the ownership case is skipped");
-        return;
-    }
+    assert_eq!(
+        fs::metadata(&file).unwrap().uid(),
+        0,
+        "not root: .ci/run runs as root; elsewhere, rebuild the tests (touch build.rs) as this \
+         user and this test is ignored instead"
+    );
     std::os::unix::fs::chown(&file, Some(4321), Some(4322)).unwrap();
     set_mode(&file, 0o640);
     let r = env.renew(&file, NOW, &["--form", "docker-env"]);
@@ -895,15 +910,21 @@ fn the_help_shows_a_worked_example() {
 /// leaving the gateway's token to lapse. Runs where the test runs as root (CI does) and can drop
 /// to another user with `setpriv`.
 #[test]
+#[cfg_attr(
+    any(skip_root, skip_setpriv),
+    ignore = "needs root and /usr/bin/setpriv (apt-get install -y util-linux) to act as another \
+              user"
+)]
 fn a_non_root_job_renews_a_file_it_cannot_give_away() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let is_root = std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false);
-    if !is_root || !Path::new("/usr/bin/setpriv").exists() {
-        eprintln!("skipped: needs root and setpriv to act as another user");
-        return;
-    }
+    assert!(
+        is_root && Path::new("/usr/bin/setpriv").exists(),
+        "needs root and /usr/bin/setpriv: .ci/run runs as root and installs util-linux; \
+         elsewhere, rebuild the tests (touch build.rs) and this test is ignored instead"
+    );
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let keys = dir.path().join("keys.json");

@@ -7,7 +7,7 @@
 //! explains itself.
 //!
 //! Tests that need a second user run where the test runs as root and `/usr/bin/setpriv` exists
-//! (CI does); elsewhere they print `skipped: …` and return.
+//! (CI does); elsewhere they are ignored, saying so (build.rs: `skip_root`, `skip_setpriv`).
 
 #![cfg(unix)]
 
@@ -63,14 +63,16 @@ fn apim_stdin(args: &[&str], input: &str) -> Run {
     checked(command(args).write_stdin(input).output().unwrap())
 }
 
-/// Whether the test may act as uid 65534 (root, and setpriv there); says so when it may not.
-fn other_user_available() -> bool {
+/// The test may act as uid 65534 (root, and setpriv there): build.rs found so when the tests
+/// were built, and the test fails if it is no longer so.
+fn need_other_user() {
     let root = fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    let ok = root && Path::new(SETPRIV).exists();
-    if !ok {
-        eprintln!("skipped: needs root and {SETPRIV} to act as uid {NOBODY}");
-    }
-    ok
+    assert!(
+        root && Path::new(SETPRIV).exists(),
+        "needs root and {SETPRIV} to act as uid {NOBODY}: .ci/run runs as root and installs \
+         util-linux; elsewhere, rebuild the tests (touch build.rs) and this test is ignored \
+         instead"
+    );
 }
 
 /// `program args` run as uid/gid 65534 with no supplementary groups.
@@ -1151,10 +1153,13 @@ fn readable_token_file(dir: &Dir, content: &str) -> PathBuf {
 /// A kept run as a user that cannot write the file's directory fails now (exit 2, cannot
 /// write), not weeks later when the renewal is due; the file untouched.
 #[test]
+#[cfg_attr(
+    any(skip_root, skip_setpriv),
+    ignore = "needs root and /usr/bin/setpriv (apt-get install -y util-linux) to act as \
+              another user"
+)]
 fn a_kept_run_that_cannot_write_the_directory_exits_2() {
-    if !other_user_available() {
-        return;
-    }
+    need_other_user();
     let (dir, keys) = root_owned_dir();
     let token = mint(&keys, &[]);
     let file = readable_token_file(&dir, &format!("GatewayKey {token}\n"));
@@ -1189,10 +1194,13 @@ fn a_kept_run_that_cannot_write_the_directory_exits_2() {
 /// A renewal due as a user that cannot write the directory: exit 2, cannot write, nothing
 /// written.
 #[test]
+#[cfg_attr(
+    any(skip_root, skip_setpriv),
+    ignore = "needs root and /usr/bin/setpriv (apt-get install -y util-linux) to act as \
+              another user"
+)]
 fn a_due_renewal_that_cannot_write_the_directory_exits_2() {
-    if !other_user_available() {
-        return;
-    }
+    need_other_user();
     let (dir, keys) = root_owned_dir();
     let file = readable_token_file(&dir, "not a token\n");
     let before = pin(&file);
@@ -1223,10 +1231,13 @@ fn the_same_kept_run_by_the_owner_succeeds() {
 /// A read-only file (0444) in a directory the job may write is no obstacle: kept when good,
 /// replaced when due (the rename replaces it), its mode kept.
 #[test]
+#[cfg_attr(
+    any(skip_root, skip_setpriv),
+    ignore = "needs root and /usr/bin/setpriv (apt-get install -y util-linux) to act as \
+              another user"
+)]
 fn a_read_only_file_in_a_writable_directory_renews() {
-    if !other_user_available() {
-        return;
-    }
+    need_other_user();
     let dir = Dir::new();
     let keys = dir.keys();
     set_mode(&keys, 0o644);
@@ -1269,10 +1280,13 @@ fn planted_link(target: &Path) -> (Dir, PathBuf) {
 /// would let that user overwrite any file root can write): the message names the symbolic link
 /// and its owner; the target untouched, the link as planted.
 #[test]
+#[cfg_attr(
+    any(skip_root, skip_setpriv),
+    ignore = "needs root and /usr/bin/setpriv (apt-get install -y util-linux) to act as \
+              another user"
+)]
 fn a_symlink_planted_by_another_user_is_refused() {
-    if !other_user_available() {
-        return;
-    }
+    need_other_user();
     let elsewhere = Dir::new();
     let keys = elsewhere.keys();
     // What renew would replace: a one-line file (a token file by its look).
@@ -1307,10 +1321,13 @@ fn a_symlink_planted_by_another_user_is_refused() {
 
 /// A dangling link another user planted is refused too, and its target is not created.
 #[test]
+#[cfg_attr(
+    any(skip_root, skip_setpriv),
+    ignore = "needs root and /usr/bin/setpriv (apt-get install -y util-linux) to act as \
+              another user"
+)]
 fn a_dangling_symlink_planted_by_another_user_creates_nothing() {
-    if !other_user_available() {
-        return;
-    }
+    need_other_user();
     let elsewhere = Dir::new();
     let keys = elsewhere.keys();
     let target = elsewhere.path("created-by-root");
@@ -1403,10 +1420,13 @@ fn a_chain_of_links_is_followed() {
 /// For a job that is not root, a link owned by root or by the job's own user is followed: the
 /// file it points to is replaced, the link stays.
 #[test]
+#[cfg_attr(
+    any(skip_root, skip_setpriv),
+    ignore = "needs root and /usr/bin/setpriv (apt-get install -y util-linux) to act as \
+              another user"
+)]
 fn links_owned_by_root_or_by_the_job_are_followed() {
-    if !other_user_available() {
-        return;
-    }
+    need_other_user();
     let (dir, keys) = root_owned_dir();
     let work = dir.path("work");
     fs::create_dir(&work).unwrap();

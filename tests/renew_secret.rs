@@ -3,8 +3,9 @@
 //! `mint --output k8s-secret` writes. A kept run leaves the file byte for byte; a renewal changes
 //! the token under `--secret-key` and the `apim-sas/expiry` annotation and nothing else, in the
 //! file's own layout; a missing file becomes a new Secret. Every manifest renew writes is checked
-//! against the Kubernetes schemas with `kubernetes-validate` (PyPI) when it is installed. Also
-//! `inspect --file PATH --form …`, which reads the token renew reads.
+//! against the Kubernetes schemas with `kubernetes-validate` (PyPI), in tests of their own that
+//! are ignored, saying so, where it was not installed when the tests were built (build.rs:
+//! `skip_k8s_validate`). Also `inspect --file PATH --form …`, which reads the token renew reads.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -303,51 +304,80 @@ fn assert_renewed(r: &Run, reason: &str, expiry: &str, previous: Option<&str>) {
     );
 }
 
-const VALIDATOR_MISSING: &str = "skipped: kubernetes-validate not installed (python3 -m venv \
-     target/ci-venv && target/ci-venv/bin/pip install kubernetes-validate)";
-
 /// `kubernetes-validate` from PATH, else from target/ci-venv (CI's venv).
-fn validator() -> Option<PathBuf> {
+fn validator() -> PathBuf {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("kubernetes-validate"))
             .find(|exe| exe.is_file())
     });
-    on_path.or_else(|| {
-        let venv =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-venv/bin/kubernetes-validate");
-        venv.is_file().then_some(venv)
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-venv/bin/kubernetes-validate");
+    on_path.unwrap_or_else(|| {
+        assert!(
+            venv.is_file(),
+            "kubernetes-validate is not installed (on PATH or at {}): .ci/run installs it (bash \
+             .ci/deps/k8s-validate.sh); elsewhere, rebuild the tests (touch build.rs) and the \
+             tests that need it are ignored instead",
+            venv.display()
+        );
+        venv
     })
 }
 
 /// Runs `kubernetes-validate` (strict: unknown fields fail) on `path` against Kubernetes 1.31's
-/// schemas; `None` when it is not installed (said on stderr).
-fn kubernetes_validate(path: &Path) -> Option<std::process::Output> {
-    let Some(exe) = validator() else {
-        eprintln!("{VALIDATOR_MISSING}");
-        return None;
-    };
-    let out = StdCommand::new(exe)
+/// schemas.
+fn kubernetes_validate(path: &Path) -> std::process::Output {
+    StdCommand::new(validator())
         .args(["--kubernetes-version", "1.31.0", "--strict", "--quiet"])
         .arg(path)
         .output()
-        .unwrap();
-    Some(out)
+        .unwrap()
 }
 
-/// The manifest at `path` is a valid Secret for the API server (skipped, and said, when the
-/// validator is not installed).
+/// The manifest at `path` is a valid Secret for the API server.
 #[track_caller]
 fn assert_valid_manifest(path: &Path) {
-    if let Some(out) = kubernetes_validate(path) {
-        assert!(
-            out.status.success(),
-            "kubernetes-validate refused {}: {}{}\n{}",
-            path.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            fs::read_to_string(path).unwrap()
-        );
+    let out = kubernetes_validate(path);
+    assert!(
+        out.status.success(),
+        "kubernetes-validate refused {}: {}{}\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        fs::read_to_string(path).unwrap()
+    );
+}
+
+/// The manifests a test had renew write, each as it was where the test looked at it; the tests
+/// that need kubernetes-validate run the same steps and check each against the schemas.
+#[derive(Default)]
+struct Manifests(Vec<(String, Vec<u8>)>);
+
+impl Manifests {
+    fn record(&mut self, path: &Path) {
+        self.0
+            .push((path.display().to_string(), fs::read(path).unwrap()));
+    }
+
+    /// Each manifest is a valid Secret for the API server (a copy of it, with its file name, is
+    /// what kubernetes-validate reads).
+    #[track_caller]
+    fn assert_valid(self) {
+        assert!(!self.0.is_empty(), "no manifest recorded");
+        let dir = tempfile::tempdir().unwrap();
+        for (i, (path, bytes)) in self.0.into_iter().enumerate() {
+            let name = Path::new(&path).file_name().unwrap().to_string_lossy();
+            let copy = dir.path().join(format!("{i}-{name}"));
+            fs::write(&copy, &bytes).unwrap();
+            let out = kubernetes_validate(&copy);
+            assert!(
+                out.status.success(),
+                "kubernetes-validate refused {path}: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&bytes)
+            );
+        }
     }
 }
 
@@ -378,6 +408,16 @@ fn the_fixtures_are_what_kubectl_prints() {
         ["kubectl.kubernetes.io/last-applied-configuration"]
         .clone();
     assert!(last_applied.as_str().unwrap().ends_with("}\n"));
+}
+
+/// The fixtures are valid Secrets by the schemas.
+#[test]
+#[cfg_attr(
+    skip_k8s_validate,
+    ignore = "kubernetes-validate is not installed: run `bash .ci/deps/k8s-validate.sh`"
+)]
+fn the_fixtures_are_valid_secrets() {
+    let env = Env::new();
     for (name, text) in [("applied.json", APPLIED), ("created.json", CREATED)] {
         assert_valid_manifest(&env.secret(name, text));
     }
@@ -386,6 +426,10 @@ fn the_fixtures_are_what_kubectl_prints() {
 /// The schema check can fail: `kubernetes-validate --strict` refuses a Secret with a field the
 /// API does not have and one whose data value is not a string.
 #[test]
+#[cfg_attr(
+    skip_k8s_validate,
+    ignore = "kubernetes-validate is not installed: run `bash .ci/deps/k8s-validate.sh`"
+)]
 fn the_validator_refuses_a_bad_secret() {
     let env = Env::new();
     let unknown = replace_once(
@@ -402,10 +446,8 @@ fn the_validator_refuses_a_bad_secret() {
         "\"value\": 5",
     );
     for (name, text) in [("unknown.json", unknown), ("number.json", number)] {
-        let path = env.secret(name, &text);
-        if let Some(out) = kubernetes_validate(&path) {
-            assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
-        }
+        let out = kubernetes_validate(&env.secret(name, &text));
+        assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
     }
 }
 
@@ -442,6 +484,11 @@ fn a_kept_secret_is_left_byte_for_byte() {
 /// is still JSON indented 4 spaces, a valid Secret.
 #[test]
 fn an_expiring_secret_changes_only_its_token_and_expiry() {
+    expiring_secret(&mut Manifests::default());
+}
+
+/// The steps of the test above, recording the manifests renew writes.
+fn expiring_secret(manifests: &mut Manifests) {
     let env = Env::new();
     let file = env.secret("gw1-token.json", APPLIED);
     let before = parse_json(&file);
@@ -465,7 +512,7 @@ fn an_expiring_secret_changes_only_its_token_and_expiry() {
     );
     assert_eq!(after["data"].as_object().unwrap().len(), 1);
     assert!(after.get("stringData").is_none(), "{text}");
-    assert_valid_manifest(&file);
+    manifests.record(&file);
     assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
 
     // The renewed Secret is kept on the next run.
@@ -479,6 +526,11 @@ fn an_expiring_secret_changes_only_its_token_and_expiry() {
 /// value, and `metadata.annotations` (absent before) now holds just `apim-sas/expiry`.
 #[test]
 fn a_regenerated_key_renews_only_the_secret_key_asked_for() {
+    regenerated_key(&mut Manifests::default());
+}
+
+/// The steps of the test above, recording the manifests renew writes.
+fn regenerated_key(manifests: &mut Manifests) {
     let env = Env::new();
     let regenerated = env.regenerated();
     let old = b64(&format!("GatewayKey {FIXTURE_TOKEN}"));
@@ -506,7 +558,7 @@ fn a_regenerated_key_renews_only_the_secret_key_asked_for() {
         for other in SECRET_KEYS.into_iter().filter(|other| *other != key) {
             assert_eq!(after["data"][other], old.as_str(), "{key}: {other}");
         }
-        assert_valid_manifest(&file);
+        manifests.record(&file);
         // The renewed key is now kept.
         let renewed = snapshot(&file);
         assert_kept(
@@ -544,6 +596,11 @@ fn a_two_space_secret_keeps_its_indentation() {
 /// both `GatewayKey <new token>`, the expiry annotation is the new expiry, nothing else changed.
 #[test]
 fn a_minted_yaml_secret_is_renewed_as_yaml() {
+    minted_yaml_secret(&mut Manifests::default());
+}
+
+/// The steps of the test above, recording the manifests renew writes.
+fn minted_yaml_secret(manifests: &mut Manifests) {
     let env = Env::new();
     let keys = env.keys();
     for key in SECRET_KEYS {
@@ -598,7 +655,7 @@ fn a_minted_yaml_secret_is_renewed_as_yaml() {
             after["metadata"]["annotations"]["apim-sas/expiry"],
             "2026-06-14T00:00:00Z"
         );
-        assert_valid_manifest(&file);
+        manifests.record(&file);
     }
     assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
 }
@@ -608,6 +665,11 @@ fn a_minted_yaml_secret_is_renewed_as_yaml() {
 /// `data[key]`; mode 0600; a valid Secret; kept on the next run.
 #[test]
 fn a_missing_file_becomes_a_new_secret() {
+    missing_file(&mut Manifests::default());
+}
+
+/// The steps of the test above, recording the manifests renew writes.
+fn missing_file(manifests: &mut Manifests) {
     let env = Env::new();
     let file = env.path("apim-gw1.json");
     let flags = [
@@ -646,7 +708,7 @@ fn a_missing_file_becomes_a_new_secret() {
             "data": {"gateway-key": b64(&value)},
         })
     );
-    assert_valid_manifest(&file);
+    manifests.record(&file);
     let before = snapshot(&file);
     assert_kept(&env.renew(&file, NOW, &flags), "2026-05-21T00:00:00Z");
     assert_eq!(snapshot(&file), before);
@@ -678,7 +740,7 @@ fn a_missing_file_becomes_a_new_secret() {
             "data": {"value": b64(&value)},
         })
     );
-    assert_valid_manifest(&empty);
+    manifests.record(&empty);
     assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
 }
 
@@ -686,6 +748,11 @@ fn a_missing_file_becomes_a_new_secret() {
 /// `data`, the keys already there keep their values, the expiry annotation is updated.
 #[test]
 fn a_secret_without_the_key_is_renewed_as_missing() {
+    secret_without_the_key(&mut Manifests::default());
+}
+
+/// The steps of the test above, recording the manifests renew writes.
+fn secret_without_the_key(manifests: &mut Manifests) {
     let env = Env::new();
     let file = env.secret("gw1-token.json", APPLIED);
     let before = parse_json(&file);
@@ -708,7 +775,29 @@ fn a_secret_without_the_key_is_renewed_as_missing() {
         "2026-05-21T00:00:00Z"
     );
     assert_indented(&fs::read_to_string(&file).unwrap(), 4);
-    assert_valid_manifest(&file);
+    manifests.record(&file);
+}
+
+/// Every Secret the tests above have renew write is valid by the schemas, as each was where the
+/// test looked at it: the same steps, with kubernetes-validate.
+#[test]
+#[cfg_attr(
+    skip_k8s_validate,
+    ignore = "kubernetes-validate is not installed: run `bash .ci/deps/k8s-validate.sh`"
+)]
+fn the_secrets_renew_writes_are_valid_secrets() {
+    validator();
+    for steps in [
+        expiring_secret,
+        regenerated_key,
+        minted_yaml_secret,
+        missing_file,
+        secret_without_the_key,
+    ] {
+        let mut manifests = Manifests::default();
+        steps(&mut manifests);
+        manifests.assert_valid();
+    }
 }
 
 /// `--secret-key`, `--secret-name` and `--namespace` belong to `--form k8s-secret`: with

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The independent gRPC client of tests/grpc.rs: Python's grpcio with Envoy's own protos as
 # published on PyPI (xds-protos) and the standard health client, in target/grpc-venv.
-# Idempotent: a venv that already holds these exact versions is left as it is.
+# Idempotent: a venv that already holds these exact versions is left as it is. The tests that use
+# it are ignored (build.rs: skip_grpc_venv) until this has run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -19,3 +20,5 @@ fi
 "$venv/bin/pip" install -q --disable-pip-version-check "${pins[@]}"
 "$venv/bin/python" -c 'import grpc, grpc_health.v1.health_pb2, envoy.service.auth.v3.external_auth_pb2_grpc'
 echo "${pins[*]}" >"$stamp"
+# build.rs (skip_grpc_venv) looks for the stamp when the tests are built: have Cargo run it again.
+touch build.rs
