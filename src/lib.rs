@@ -81,7 +81,7 @@
 //! `WWW-Authenticate: SharedAccessSignature error="<Code>"` challenge and Azure's ErrorResponse
 //! JSON. `apim-sas serve` is built on it. See `examples/axum_guard.rs`.
 //!
-//! # Choices where the contract is silent
+//! # Choices where the format is silent
 //!
 //! - Input that is only whitespace is `EmptyToken`, as it is for the command line (which trims).
 //! - The fields of a uid token in another order (`ex=…&uid=…&sn=…`) are `MalformedToken`;

@@ -4,9 +4,9 @@
 //! apim-sas's `WWW-Authenticate` challenge. Requests nginx accepts but apim-sas would refuse to
 //! parse (a `"` in the query, a backtick or a raw 0xFF byte in the path, 300 headers, 20 KB of
 //! cookies) are never a 500: the subrequest sends apim-sas a fixed path and the token header
-//! alone. A client's own `X-Apim-*` headers never reach the API. The README's nginx lines are the
-//! file's; and the sidecar image (`examples/serve.Dockerfile`, checked as text: there is no Docker
-//! here) is what the README's sidecar runs: apim-sas alone, as a non-root user.
+//! alone. A client's own `X-Apim-*` headers never reach the API. The guides' nginx lines are the
+//! example files'; and the sidecar image (`examples/serve.Dockerfile`, checked as text: there is
+//! no Docker here) is what docs/serve.md's sidecar runs: apim-sas alone, as a non-root user.
 //!
 //! nginx must be at /usr/sbin/nginx (`.ci/run` installs it: `apt-get install -y nginx`). Without
 //! it the nginx tests fail under CI and are ignored elsewhere, saying so (build.rs:
@@ -561,16 +561,30 @@ fn a_clients_own_x_apim_headers_never_reach_the_api() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The README: its nginx lines come from examples/nginx.conf, its sidecar runs the image
-// examples/serve.Dockerfile builds.
+// The README and the guides: their nginx lines come from examples/nginx.conf and
+// examples/nginx-module.conf, their sidecar runs the image examples/serve.Dockerfile builds.
 
 const SIDECAR_IMAGE: &str = "registry.example.com/apim-sas:0.1.0";
 
+/// README.md and every guide in docs/, one after the other.
 fn readme() -> String {
-    std::fs::read_to_string("README.md").unwrap()
+    let mut names = vec![PathBuf::from("README.md")];
+    let mut guides: Vec<PathBuf> = std::fs::read_dir("docs")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    guides.sort();
+    names.extend(guides);
+    names
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-/// The text of the README's fenced blocks of one language.
+/// The text of the documents' fenced blocks of one language.
 fn blocks(markdown: &str, language: &str) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut lines = markdown.lines();
@@ -591,25 +605,34 @@ fn code(line: &str) -> &str {
 }
 
 #[test]
-fn the_readmes_nginx_lines_are_those_of_examples_nginx_conf() {
-    // Two nginx blocks: auth_request to serve (examples/nginx.conf, run by this file), and the
-    // module's (examples/nginx-module.conf, run by nginx/tests/docs.rs).
+fn the_guides_nginx_lines_are_those_of_the_examples() {
+    // auth_request to serve (examples/nginx.conf, run by this file) in docs/serve.md, and the
+    // module's (examples/nginx-module.conf, run by nginx/tests/docs.rs) in docs/nginx.md. One
+    // block shows the `return` pitfall on purpose (nginx/tests/module.rs holds nginx to it).
     let nginx = blocks(&readme(), "nginx");
-    assert_eq!(nginx.len(), 2, "two nginx blocks in README");
-    let (serve, module): (Vec<&String>, Vec<&String>) = nginx
+    let (pitfall, nginx): (Vec<&String>, Vec<&String>) = nginx
         .iter()
+        .partition(|block| block.contains("answered before any token is read"));
+    assert_eq!(pitfall.len(), 1, "the return pitfall");
+    let pitfall: Vec<&str> = pitfall[0].lines().map(code).collect();
+    assert!(
+        pitfall.contains(&"apim_sas on;") && pitfall.iter().any(|l| l.starts_with("return 200")),
+        "{pitfall:?}"
+    );
+    let (serve, module): (Vec<&String>, Vec<&String>) = nginx
+        .into_iter()
         .partition(|block| block.contains("auth_request"));
-    assert_eq!((serve.len(), module.len()), (1, 1));
-    for (block, example) in [
-        (serve[0], "examples/nginx.conf"),
-        (module[0], "examples/nginx-module.conf"),
-    ] {
+    assert_eq!(serve.len(), 1, "one auth_request block");
+    assert!(!module.is_empty(), "no module block");
+    let checked = std::iter::once((serve[0], "examples/nginx.conf"))
+        .chain(module.iter().map(|b| (*b, "examples/nginx-module.conf")));
+    for (block, example) in checked {
         let conf = std::fs::read_to_string(example).unwrap();
         let conf: Vec<&str> = conf.lines().map(code).collect();
         for line in block.lines().map(code).filter(|l| !l.is_empty()) {
             assert!(
                 conf.contains(&line),
-                "README's nginx line {line:?} is not in {example}"
+                "the guides' nginx line {line:?} is not in {example}"
             );
         }
     }
@@ -619,7 +642,9 @@ fn the_readmes_nginx_lines_are_those_of_examples_nginx_conf() {
     ] {
         assert!(serve[0].lines().any(|l| code(l) == needed), "{needed}");
     }
-    assert!(module[0].lines().any(|l| code(l) == "apim_sas on;"));
+    assert!(module
+        .iter()
+        .any(|b| b.lines().any(|l| code(l) == "apim_sas on;")));
     // Traefik's labels send the token header alone and copy all four headers.
     let readme = readme();
     assert!(readme.contains("forwardauth.authRequestHeaders=Authorization\n"));
@@ -724,10 +749,10 @@ fn the_sidecar_image_runs_apim_sas_alone_as_a_non_root_user() {
         .collect();
     assert!(ids.len() == 2 && ids.iter().all(|&id| id != 0), "{user:?}");
 
-    // One tag: the README and the Dockerfile build the image the sidecar runs.
+    // One tag: the guides and the Dockerfile build the image the sidecar runs.
     let readme = readme();
     let build_line = format!("docker build -f examples/serve.Dockerfile -t {SIDECAR_IMAGE} .");
-    assert!(readme.contains(&build_line), "README lacks: {build_line}");
+    assert!(readme.contains(&build_line), "no guide says: {build_line}");
     assert!(
         dockerfile.contains(&build_line),
         "the Dockerfile lacks: {build_line}"
@@ -751,7 +776,7 @@ fn the_sidecar_image_runs_apim_sas_alone_as_a_non_root_user() {
                 .as_sequence()
                 .is_some_and(|cs| cs.iter().any(|c| c["name"].as_str() == Some("apim-sas")))
         })
-        .expect("the sidecar's YAML in README");
+        .expect("the sidecar's YAML in docs/serve.md");
     let sidecar = fragment["containers"]
         .as_sequence()
         .unwrap()

@@ -1399,9 +1399,16 @@ fn exec_lines(unit: &str) -> Vec<Vec<String>> {
 }
 
 #[test]
+#[cfg_attr(
+    skip_systemd_analyze,
+    ignore = "systemd-analyze is not installed: apt-get install -y systemd"
+)]
 fn every_systemd_unit_verifies() {
     let Ok(analyze) = Command::new("systemd-analyze").arg("--version").output() else {
-        panic!("systemd-analyze is not installed (apt-get install -y systemd)");
+        panic!(
+            "systemd-analyze is not installed: .ci/run installs it (apt-get install -y systemd); \
+             elsewhere, rebuild the tests (touch build.rs) and this test is ignored instead"
+        );
     };
     assert!(analyze.status.success());
     let root = tempfile::tempdir().unwrap();
