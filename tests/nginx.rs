@@ -22,6 +22,11 @@ use std::time::{Duration, Instant};
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
 use apim_sas::{Format, GatewayKey, Signer};
 
+mod common;
+
+use common::dockerfile::instructions;
+use common::markdown;
+
 const NGINX: &str = "/usr/sbin/nginx";
 const NOW: &str = "2026-04-21T00:44:00Z";
 const KEY: &str = "nginx-test-sample-key";
@@ -568,35 +573,15 @@ const SIDECAR_IMAGE: &str = "registry.example.com/apim-sas:0.1.0";
 
 /// README.md and every guide in docs/, one after the other.
 fn readme() -> String {
-    let mut names = vec![PathBuf::from("README.md")];
-    let mut guides: Vec<PathBuf> = std::fs::read_dir("docs")
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
-    guides.sort();
-    names.extend(guides);
-    names
-        .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n")
+    markdown::all_text()
 }
 
 /// The text of the documents' fenced blocks of one language.
-fn blocks(markdown: &str, language: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut lines = markdown.lines();
-    while let Some(line) = lines.next() {
-        if let Some(info) = line.strip_prefix("```") {
-            let text: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
-            if info.trim() == language {
-                blocks.push(text.join("\n"));
-            }
-        }
-    }
-    blocks
+fn blocks(language: &str) -> Vec<String> {
+    markdown::blocks_in(language)
+        .into_iter()
+        .map(|b| b.text)
+        .collect()
 }
 
 /// A configuration line without its comment and surrounding blanks.
@@ -609,7 +594,7 @@ fn the_guides_nginx_lines_are_those_of_the_examples() {
     // auth_request to serve (examples/nginx.conf, run by this file) in docs/serve.md, and the
     // module's (examples/nginx-module.conf, run by nginx/tests/docs.rs) in docs/nginx.md. One
     // block shows the `return` pitfall on purpose (nginx/tests/module.rs holds nginx to it).
-    let nginx = blocks(&readme(), "nginx");
+    let nginx = blocks("nginx");
     let (pitfall, nginx): (Vec<&String>, Vec<&String>) = nginx
         .iter()
         .partition(|block| block.contains("answered before any token is read"));
@@ -655,32 +640,6 @@ fn the_guides_nginx_lines_are_those_of_the_examples() {
             .join(",")
     );
     assert!(readme.contains(&copied), "{copied}");
-}
-
-/// Dockerfile instructions, continuation lines joined, comments dropped.
-fn instructions(dockerfile: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    for line in dockerfile.lines() {
-        let trimmed = line.trim();
-        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
-            continue;
-        }
-        if let Some(head) = trimmed.strip_suffix('\\') {
-            current.push_str(head);
-            current.push(' ');
-            continue;
-        }
-        current.push_str(trimmed);
-        let (keyword, rest) = current.split_once(' ').unwrap_or((&current, ""));
-        out.push((keyword.to_ascii_uppercase(), rest.trim().to_owned()));
-        current.clear();
-    }
-    assert!(
-        current.is_empty(),
-        "a continuation line ends the Dockerfile"
-    );
-    out
 }
 
 #[test]
@@ -768,7 +727,7 @@ fn the_sidecar_image_runs_apim_sas_alone_as_a_non_root_user() {
 
     // The sidecar: that image, apim-sas's arguments only, as the image's user, able to read the
     // keys (the pod's fsGroup and group-readable files), within 64Mi.
-    let fragment = blocks(&readme, "yaml")
+    let fragment = blocks("yaml")
         .into_iter()
         .filter_map(|b| serde_norway::from_str::<serde_norway::Value>(&b).ok())
         .find(|v| {

@@ -21,6 +21,7 @@ use serde_norway::Value;
 
 mod common;
 
+use common::dockerfile::instructions;
 use common::markdown::{self, Block};
 
 fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -316,32 +317,6 @@ fn every_block_has_a_language_and_rust_ones_are_doc_tested() {
         rust += here;
     }
     assert!(rust >= 2);
-}
-
-/// Dockerfile instructions, continuation lines joined, comments dropped.
-fn instructions(dockerfile: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    for line in dockerfile.lines() {
-        let trimmed = line.trim();
-        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
-            continue;
-        }
-        if let Some(head) = trimmed.strip_suffix('\\') {
-            current.push_str(head);
-            current.push(' ');
-            continue;
-        }
-        current.push_str(trimmed);
-        let (keyword, rest) = current.split_once(' ').unwrap_or((&current, ""));
-        out.push((keyword.to_owned(), rest.trim().to_owned()));
-        current.clear();
-    }
-    assert!(
-        current.is_empty(),
-        "a continuation line ends the Dockerfile"
-    );
-    out
 }
 
 #[test]

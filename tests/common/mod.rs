@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test crate uses its own part
 
+pub mod dockerfile;
 pub mod http;
 pub mod markdown;
 
