@@ -571,11 +571,6 @@ fn a_clients_own_x_apim_headers_never_reach_the_api() {
 
 const SIDECAR_IMAGE: &str = "registry.example.com/apim-sas:0.1.0";
 
-/// README.md and every guide in docs/, one after the other.
-fn readme() -> String {
-    markdown::all_text()
-}
-
 /// The text of the documents' fenced blocks of one language.
 fn blocks(language: &str) -> Vec<String> {
     markdown::blocks_in(language)
@@ -631,7 +626,7 @@ fn the_guides_nginx_lines_are_those_of_the_examples() {
         .iter()
         .any(|b| b.lines().any(|l| code(l) == "apim_sas on;")));
     // Traefik's labels send the token header alone and copy all four headers.
-    let readme = readme();
+    let readme = markdown::all_text();
     assert!(readme.contains("forwardauth.authRequestHeaders=Authorization\n"));
     let copied = format!(
         "forwardauth.authResponseHeaders={}\n",
@@ -709,7 +704,7 @@ fn the_sidecar_image_runs_apim_sas_alone_as_a_non_root_user() {
     assert!(ids.len() == 2 && ids.iter().all(|&id| id != 0), "{user:?}");
 
     // One tag: the guides and the Dockerfile build the image the sidecar runs.
-    let readme = readme();
+    let readme = markdown::all_text();
     let build_line = format!("docker build -f examples/serve.Dockerfile -t {SIDECAR_IMAGE} .");
     assert!(readme.contains(&build_line), "no guide says: {build_line}");
     assert!(
@@ -756,17 +751,7 @@ fn the_sidecar_image_runs_apim_sas_alone_as_a_non_root_user() {
         fragment["securityContext"]["fsGroup"].as_u64(),
         Some(u64::from(ids[1]))
     );
-    let keys = fragment["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|v| v.get("secret").is_some())
-        .expect("the keys' volume");
-    let mode = keys["secret"]["defaultMode"]
-        .as_u64()
-        .expect("a decimal defaultMode");
-    assert_eq!(mode & 0o040, 0o040, "group read");
-    assert_eq!(mode & 0o007, 0, "nothing for others");
+    common::kubernetes::assert_secret_volume_group_readable(&fragment);
     assert_eq!(
         sidecar["resources"]["limits"]["memory"].as_str(),
         Some("64Mi")

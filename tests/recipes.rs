@@ -152,19 +152,7 @@ fn the_security_context_lets_a_non_root_job_read_its_key() {
     let group = pod["fsGroup"].as_u64().expect("fsGroup");
     assert_ne!(pod["runAsUser"].as_u64(), Some(0));
     assert_eq!(pod["runAsGroup"].as_u64(), Some(group));
-    let keys = fragment["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|v| v.get("secret").is_some())
-        .expect("a secret volume");
-    // A decimal number: YAML parsers disagree about a leading 0 (Kubernetes reads 0440 as
-    // octal, YAML 1.2 parsers as decimal or text).
-    let mode = keys["secret"]["defaultMode"]
-        .as_u64()
-        .expect("defaultMode, a number");
-    assert_eq!(mode & 0o040, 0o040, "group read");
-    assert_eq!(mode & 0o007, 0, "nothing for others");
+    common::kubernetes::assert_secret_volume_group_readable(&fragment);
 }
 
 fn bin_dir() -> PathBuf {
@@ -1191,16 +1179,11 @@ fn the_monitoring_script_reads_the_env_file_as_renew_and_docker_do() {
 /// hyphens; a repeated heading gets `-1`, `-2`, ….
 fn anchors(markdown: &str) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
-    let mut in_code = false;
-    for line in markdown.lines() {
-        if line.starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
+    for (_, line) in markdown::prose_lines(markdown) {
         let Some(title) = line
             .strip_prefix('#')
             .map(|t| t.trim_start_matches('#'))
-            .filter(|t| !in_code && t.starts_with(' '))
+            .filter(|t| t.starts_with(' '))
         else {
             continue;
         };
@@ -1225,15 +1208,7 @@ fn anchors(markdown: &str) -> BTreeSet<String> {
 /// The targets of the Markdown links `[text](target)` outside code blocks and code spans.
 fn link_targets(markdown: &str) -> Vec<(usize, String)> {
     let mut targets = Vec::new();
-    let mut in_code = false;
-    for (n, line) in markdown.lines().enumerate() {
-        if line.starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
-        if in_code {
-            continue;
-        }
+    for (n, line) in markdown::prose_lines(markdown) {
         // Code spans hold no links: drop them (every other backtick-delimited run).
         let prose: String = line
             .split('`')
@@ -1244,7 +1219,7 @@ fn link_targets(markdown: &str) -> Vec<(usize, String)> {
         while let Some(at) = rest.find("](") {
             rest = &rest[at + 2..];
             let end = rest.find(')').unwrap_or(rest.len());
-            targets.push((n + 1, rest[..end].to_owned()));
+            targets.push((n, rest[..end].to_owned()));
             rest = &rest[end..];
         }
     }
@@ -1254,6 +1229,8 @@ fn link_targets(markdown: &str) -> Vec<(usize, String)> {
 #[test]
 fn every_link_points_to_a_file_and_a_heading_that_exist() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Each linked file's headings, worked out once however many links point into it.
+    let mut headings_of: std::collections::HashMap<PathBuf, BTreeSet<String>> = Default::default();
     let mut checked = 0;
     for (file, text) in markdown::documents() {
         let dir = Path::new(&file).parent().unwrap().to_owned();
@@ -1278,7 +1255,9 @@ fn every_link_points_to_a_file_and_a_heading_that_exist() {
                     linked.extension().is_some_and(|e| e == "md"),
                     "{file}:{line}: an anchor into a file that is not Markdown: {target}"
                 );
-                let headings = anchors(&std::fs::read_to_string(&on_disk).unwrap());
+                let headings = headings_of
+                    .entry(on_disk.canonicalize().unwrap())
+                    .or_insert_with_key(|path| anchors(&std::fs::read_to_string(path).unwrap()));
                 assert!(
                     headings.contains(anchor),
                     "{file}:{line}: {target}: no heading #{anchor} in {}; it has {headings:?}",

@@ -59,6 +59,24 @@ pub fn all_text() -> String {
         .join("\n")
 }
 
+/// The lines of a document outside its fenced blocks, numbered from 1: its prose and headings.
+/// A fence opens on a line starting with three backticks and closes on a line of exactly three,
+/// as in [`blocks_of`].
+pub fn prose_lines(markdown: &str) -> Vec<(usize, &str)> {
+    let mut prose = Vec::new();
+    let mut in_code = false;
+    for (n, line) in markdown.lines().enumerate() {
+        if in_code {
+            in_code = line != "```";
+        } else if line.starts_with("```") {
+            in_code = true;
+        } else {
+            prose.push((n + 1, line));
+        }
+    }
+    prose
+}
+
 /// The fenced blocks of one document's text.
 pub fn blocks_of(file: &str, markdown: &str) -> Vec<Block> {
     let mut blocks = Vec::new();

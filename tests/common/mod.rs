@@ -4,6 +4,7 @@
 
 pub mod dockerfile;
 pub mod http;
+pub mod kubernetes;
 pub mod markdown;
 
 use serde::Deserialize;
