@@ -57,7 +57,7 @@ use pin_project_lite::pin_project;
 pub use tower_layer::Layer;
 pub use tower_service::Service;
 
-use crate::error::{Error, ErrorKind, Target};
+use crate::error::{Error, ErrorKind};
 use crate::key::KeyType;
 use crate::token::Format;
 use crate::verify::{Verified, Verifier};
@@ -435,33 +435,16 @@ impl<S> VerifyService<S> {
     }
 }
 
-/// The refusal of a token header given more than once: credentials that could be read two ways.
-pub(crate) fn repeated_token_header() -> Error {
-    Error::token(
-        ErrorKind::MalformedToken,
-        Target::Token,
-        "token: the header is given more than once",
-    )
-}
+pub(crate) use crate::header::missing as no_token_header;
+#[cfg(feature = "ext-authz")]
+pub(crate) use crate::header::repeated as repeated_token_header;
 
-/// The refusal of a request that carries none of the token headers.
-pub(crate) fn no_token_header() -> Error {
-    Error::token(
-        ErrorKind::EmptyToken,
-        Target::Token,
-        "token: no token header in the request",
-    )
-}
-
-/// The token's bytes: the first present header of `names`; present twice is ambiguous.
+/// The token's bytes: the first present header of `names`, by the rule of [`crate::header`].
 fn token_of<'h>(headers: &'h HeaderMap, names: &[HeaderName]) -> Result<&'h [u8], Error> {
     for name in names {
-        let mut values = headers.get_all(name).iter();
-        if let Some(value) = values.next() {
-            if values.next().is_some() {
-                return Err(repeated_token_header());
-            }
-            return Ok(value.as_bytes());
+        let values = headers.get_all(name).iter().map(HeaderValue::as_bytes);
+        if let Some(value) = crate::header::select(values)? {
+            return Ok(value);
         }
     }
     Err(no_token_header())

@@ -129,6 +129,7 @@ mod error;
 mod expiry;
 #[cfg(feature = "ext-authz")]
 pub mod ext_authz;
+pub mod header;
 mod key;
 #[cfg(feature = "keystore")]
 mod keystore;

@@ -1,6 +1,17 @@
 //! The access-phase handler: read the token from the configured header, verify it, and let the
 //! request go on (`NGX_OK`) or answer `401` (`NGX_HTTP_UNAUTHORIZED`), exactly as `auth_basic`
 //! does, so `satisfy any`, `error_page 401` and keep-alive behave as with it.
+//!
+//! nginx skips the access phase for subrequests (the target of `auth_request`, an SSI
+//! `include virtual`, `mirror`, njs's `r.subrequest`), so a second handler decides for them in
+//! the location's rewrite phase, which runs for every request: a subrequest into a location with
+//! `apim_sas on` is verified against the headers it carries (its parent's) and refused with
+//! `401`, never waved through. `satisfy` does not apply there (nginx checks no access for a
+//! subrequest, so nothing else could let it in). A dynamic module's rewrite handler runs before
+//! the rewrite module's own (nginx runs a phase's handlers last-registered first, and a dynamic
+//! module registers after the built-in ones), so a subrequest is decided before a `return` in
+//! its location answers: `location = /_check { internal; apim_sas on; return 204; }` checks. A
+//! main request is still decided in the access phase, after any `return` (as `auth_basic` is).
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -8,28 +19,51 @@ use std::sync::Arc;
 use apim_sas::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use apim_sas::layer::error_body;
 use ngx::ffi::{
-    ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
+    ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_phases,
+    ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_phases_NGX_HTTP_REWRITE_PHASE,
     ngx_http_request_t, ngx_int_t, ngx_list_part_t, ngx_list_push, ngx_table_elt_t, ngx_timeofday,
     NGX_DECLINED, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::{ngx_log_error, ngx_string};
 
+use crate::conf::LocConf;
 use crate::verdict::{self, Decision, Verdict};
 use crate::{guard, Module};
 
-/// Adds the handler to nginx's access phase.
+/// Adds the handlers: the main request's to the access phase, subrequests' to the rewrite phase.
 ///
 /// # Safety
 /// `cf` is the configuration nginx passes to `postconfiguration`.
 // SAFETY: unsafe because it writes into nginx's core configuration through `cf`; sound when
 // `cf` is the live configuration of `postconfiguration`, where the phase arrays exist.
 pub(crate) unsafe fn install(cf: *mut ngx_conf_t) -> Result<(), ()> {
+    // SAFETY: as the function's contract.
+    unsafe {
+        push(cf, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, handler)?;
+        push(
+            cf,
+            ngx_http_phases_NGX_HTTP_REWRITE_PHASE,
+            subrequest_handler,
+        )
+    }
+}
+
+/// Appends `handler` to `phase`'s handlers.
+///
+/// # Safety
+/// As [`install`].
+// SAFETY: unsafe because it writes into nginx's core configuration; sound as `install`.
+unsafe fn push(
+    cf: *mut ngx_conf_t,
+    phase: ngx_http_phases,
+    handler: unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t,
+) -> Result<(), ()> {
     // SAFETY: in `postconfiguration` the core module's main configuration exists, and its
     // phase arrays are `ngx_array_t`s of `ngx_http_handler_pt`, pushed to by every module.
     unsafe {
         let cmcf = NgxHttpCoreModule::main_conf_mut(&*cf).ok_or(())?;
-        let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize];
+        let phase = &mut cmcf.phases[phase as usize];
         let slot = ngx_array_push(&mut phase.handlers).cast::<ngx_http_handler_pt>();
         if slot.is_null() {
             return Err(());
@@ -48,6 +82,20 @@ unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     })
 }
 
+// SAFETY: called only by nginx's phase engine through the pointer `install` pushed, with a live
+// request; the body is guarded, so no panic unwinds into nginx.
+unsafe extern "C" fn subrequest_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls a phase handler with a live request.
+    guard(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || unsafe {
+        if core::ptr::eq(r, (*r).main) {
+            return NGX_DECLINED as ngx_int_t;
+        }
+        decide_subrequest(r)
+    })
+}
+
+/// The main request's decision (in the access phase).
+///
 /// # Safety
 /// `r` is a live request.
 // SAFETY: unsafe because it dereferences `r`; sound when `r` is the live request nginx passed to
@@ -64,29 +112,96 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
             return NGX_DECLINED as ngx_int_t;
         };
         let decided_by = Arc::as_ptr(verifier);
-        // Back in the access phase after an internal redirect: the same keys decide the same.
+        // Back in the access phase after an internal redirect: the same keys, settings and
+        // header decide the same.
         let mut earlier = verdict::find(r);
         if let Some(decision) = earlier.as_deref_mut() {
-            if decision.verifier == decided_by {
+            if decision.holds_for(decided_by, lcf) {
                 decision.location = lcf;
                 let verdict = decision.verdict;
                 verdict::restore(r, decision);
                 return answer(r, verdict);
             }
         }
-        let token = header(r, &lcf.header_lowercase).unwrap_or_default();
-        let verdict = match verifier.verify_bytes(token, now()) {
-            Ok(verified) => {
-                let Some(id) = verdict::pool_copy(r, verified.id().as_bytes()) else {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-                };
-                Verdict::Valid {
-                    id,
-                    key_type: verified.key_type().as_str(),
-                    format: verified.format().as_str(),
-                    expiry: verified.expiry(),
-                }
-            }
+        let Some(verdict) = verify(r, lcf) else {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        };
+        let decision = Decision {
+            verdict,
+            verifier: decided_by,
+            decided_in: lcf,
+            location: lcf,
+            replacing: false,
+            ended: false,
+        };
+        if verdict::record(r, earlier, decision).is_none() {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        }
+        answer(r, verdict)
+    }
+}
+
+/// A subrequest's decision (in the rewrite phase): verified every time, kept in the
+/// subrequest's context only; a valid token lets the rewrite module's handler (`set`,
+/// `rewrite`, `return`) run next.
+///
+/// # Safety
+/// `r` is a live subrequest.
+// SAFETY: unsafe because it dereferences `r`; sound when `r` is the live request nginx passed to
+// `subrequest_handler`.
+unsafe fn decide_subrequest(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: as `decide`.
+    unsafe {
+        let Some(lcf) = Module::location_conf(&*r) else {
+            return NGX_DECLINED as ngx_int_t;
+        };
+        let Some(verifier) = &lcf.verifier else {
+            return NGX_DECLINED as ngx_int_t;
+        };
+        let Some(verdict) = verify(r, lcf) else {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        };
+        let decision = Decision {
+            verdict,
+            verifier: Arc::as_ptr(verifier),
+            decided_in: lcf,
+            location: lcf,
+            replacing: false,
+            ended: false,
+        };
+        if verdict::record_subrequest(r, decision).is_none() {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        }
+        match answer(r, verdict) {
+            ok if ok == NGX_OK as ngx_int_t => NGX_DECLINED as ngx_int_t,
+            refused => refused,
+        }
+    }
+}
+
+/// Verifies the token of `lcf`'s header with `lcf`'s verifier; `None` when the request's pool
+/// is out of memory.
+///
+/// # Safety
+/// `r` is a live request and `lcf` its location configuration, with a verifier.
+// SAFETY: unsafe because it reads `r`'s headers and allocates from its pool; sound when `r` is
+// live (from `decide` or `decide_subrequest`).
+unsafe fn verify(r: *mut ngx_http_request_t, lcf: &LocConf) -> Option<Verdict> {
+    let verifier = lcf.verifier.as_ref()?;
+    // SAFETY: `r` is live and past header reading; the header values live in its pool.
+    let token = unsafe { apim_sas::header::select(header_values(r, &lcf.header_lowercase)) };
+    let verified = token
+        .and_then(|token| token.ok_or_else(apim_sas::header::missing))
+        .and_then(|token| verifier.verify_bytes(token, now()));
+    // SAFETY: `r` is live; the copies live in its pool.
+    unsafe {
+        match verified {
+            Ok(verified) => Some(Verdict::Valid {
+                id: verdict::pool_copy(r, verified.id().as_bytes())?,
+                key_type: verified.key_type().as_str(),
+                format: verified.format().as_str(),
+                expiry: verified.expiry(),
+            }),
             Err(err) => {
                 ngx_log_error!(
                     NGX_LOG_INFO,
@@ -95,25 +210,12 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
                     err.code(),
                     err.target()
                 );
-                let Some(body) = verdict::pool_copy(r, &error_body(&err)) else {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-                };
-                Verdict::Refused {
+                Some(Verdict::Refused {
                     code: err.code(),
-                    body,
-                }
+                    body: verdict::pool_copy(r, &error_body(&err))?,
+                })
             }
-        };
-        let decision = Decision {
-            verdict,
-            verifier: decided_by,
-            location: lcf,
-            replacing: false,
-        };
-        if verdict::record(r, earlier, decision).is_none() {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         }
-        answer(r, verdict)
     }
 }
 
@@ -146,6 +248,9 @@ fn now() -> DateTime<Utc> {
     }
 }
 
+/// The start of the module's challenge: `SharedAccessSignature error="<Code>"`.
+const CHALLENGE: &str = "SharedAccessSignature error=\"";
+
 /// `NGX_OK` for a valid token; for a refusal, the challenge header and `401`.
 ///
 /// # Safety
@@ -168,10 +273,19 @@ unsafe fn answer(r: *mut ngx_http_request_t, verdict: Verdict) -> ngx_int_t {
     // pushed element is uninitialised until written whole here (zeroed first, so `next`, on
     // nginx 1.23 and later, is null); the value lives in the request's pool.
     unsafe {
-        if !(*r).headers_out.www_authenticate.is_null() {
+        let challenge = format!("{CHALLENGE}{code}\"");
+        // A challenge already set by another module (`auth_basic` under `satisfy any`) stays;
+        // one of this module's, from a refusal in an earlier location (an `error_page` into one
+        // that reads another header), is replaced by this refusal's.
+        if let Some(earlier) = (*r).headers_out.www_authenticate.as_mut() {
+            if earlier.value.as_bytes().starts_with(CHALLENGE.as_bytes()) {
+                let Some(value) = verdict::pool_copy(r, challenge.as_bytes()) else {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+                };
+                earlier.value = value;
+            }
             return NGX_HTTP_UNAUTHORIZED as ngx_int_t;
         }
-        let challenge = format!("SharedAccessSignature error=\"{code}\"");
         let Some(value) = verdict::pool_copy(r, challenge.as_bytes()) else {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         };
@@ -188,36 +302,37 @@ unsafe fn answer(r: *mut ngx_http_request_t, verdict: Verdict) -> ngx_int_t {
     NGX_HTTP_UNAUTHORIZED as ngx_int_t
 }
 
-/// The value of the first request header named `name` (lower case), any spelling.
+/// Every value of the request headers named `name` (lower case), any spelling, in order.
 ///
 /// # Safety
 /// `r` is a live request whose headers have been read (true from the first phase on).
 // SAFETY: unsafe because it walks `r`'s header list; sound when `r` is live and past header
-// reading, which every phase handler's request is. The slice borrows the request's pool.
-unsafe fn header<'r>(r: *mut ngx_http_request_t, name: &[u8]) -> Option<&'r [u8]> {
+// reading, which every phase handler's request is. The slices borrow the request's pool, and the
+// iterator must be used up while the request lives (its callers use it at once).
+unsafe fn header_values<'r>(
+    r: *mut ngx_http_request_t,
+    name: &'r [u8],
+) -> impl Iterator<Item = &'r [u8]> + 'r {
     // SAFETY: `headers_in.headers` is an `ngx_list_t` of `ngx_table_elt_t`: a chain of parts,
     // each with `nelts` initialised elements; keys, lower-cased keys and values are pool strings
-    // of their stated lengths, living as long as the request.
-    unsafe {
-        let mut part: *const ngx_list_part_t = &(*r).headers_in.headers.part;
-        while let Some(p) = part.as_ref() {
+    // of their stated lengths, living as long as the request. A subrequest's `headers_in` is its
+    // parent's.
+    let first: *const ngx_list_part_t = unsafe { &(*r).headers_in.headers.part };
+    let parts = core::iter::successors(unsafe { first.as_ref() }, |p| unsafe { p.next.as_ref() });
+    parts
+        .flat_map(|p| {
             let elts = p.elts.cast::<ngx_table_elt_t>();
-            for i in 0..p.nelts {
-                let h: &'r ngx_table_elt_t = &*elts.add(i);
-                if h.key.len != name.len() {
-                    continue;
-                }
-                let matches = if h.lowcase_key.is_null() {
+            // SAFETY: the part's first `nelts` elements are initialised.
+            (0..p.nelts).map(move |i| unsafe { &*elts.add(i) })
+        })
+        .filter(move |h: &&'r ngx_table_elt_t| {
+            h.key.len == name.len()
+                && if h.lowcase_key.is_null() {
                     h.key.as_bytes().eq_ignore_ascii_case(name)
                 } else {
-                    core::slice::from_raw_parts(h.lowcase_key, h.key.len) == name
-                };
-                if matches {
-                    return Some(h.value.as_bytes());
+                    // SAFETY: the lower-cased key has the key's length.
+                    unsafe { core::slice::from_raw_parts(h.lowcase_key, h.key.len) == name }
                 }
-            }
-            part = p.next;
-        }
-        None
-    }
+        })
+        .map(|h| h.value.as_bytes())
 }

@@ -18,7 +18,7 @@
 //! its verdict cache.
 
 use core::ffi::{c_char, c_void};
-use core::mem::offset_of;
+use core::mem::{offset_of, size_of};
 use core::ptr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -26,13 +26,13 @@ use std::sync::Arc;
 
 use apim_sas::chrono::TimeDelta;
 use apim_sas::{KeyType, Keystore, Policy, Verifier};
-use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_atoi, ngx_command_t, ngx_conf_enum_t, ngx_conf_full_name, ngx_conf_set_enum_slot,
     ngx_conf_set_flag_slot, ngx_conf_set_sec_slot, ngx_conf_set_str_slot, ngx_conf_t, ngx_flag_t,
-    ngx_parse_time, ngx_str_t, ngx_uint_t, time_t, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_ERROR,
-    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF,
-    NGX_LOG_EMERG,
+    ngx_parse_time, ngx_pool_cleanup_add, ngx_str_t, ngx_uint_t, time_t, NGX_CONF_FLAG,
+    NGX_CONF_TAKE1, NGX_ERROR, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::{ngx_conf_log_error, ngx_string};
@@ -213,19 +213,39 @@ unsafe impl HttpModuleLocationConf for Module {
     type LocationConf = LocConf;
 }
 
-/// Allocates `value` in the configuration's pool, dropped (keys wiped) when the cycle ends.
+/// Allocates `value` in the configuration's pool, dropped (keys wiped) when the cycle ends; null
+/// when the pool is out of memory (nginx's answer for a failed create callback), with `value`
+/// dropped. (`ngx::core::Pool::allocate` writes before it checks the allocation.)
 // SAFETY: unsafe because it dereferences `cf`; sound when `cf` is the configuration nginx passes
 // to a create callback, whose pool lives as long as the cycle.
 unsafe fn allocate<T>(cf: *mut ngx_conf_t, value: T) -> *mut c_void {
-    // SAFETY: nginx passes a configuration with a live pool, the cycle's.
-    let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
-    pool.allocate(value).cast()
+    /// Drops the value of a cleanup entry made by `allocate`.
+    // SAFETY: called only by nginx when the cycle's pool is destroyed, once, with the entry's
+    // data: a `T` that `allocate` wrote.
+    unsafe extern "C" fn drop_value<T>(data: *mut c_void) {
+        // SAFETY: as the function's contract.
+        unsafe { ptr::drop_in_place(data.cast::<T>()) };
+    }
+    const { assert!(core::mem::align_of::<T>() <= core::mem::align_of::<usize>()) };
+    // SAFETY: nginx passes a configuration with a live pool, the cycle's; `ngx_pool_cleanup_add`
+    // returns null or an entry whose data is `size_of::<T>()` bytes of that pool, aligned to
+    // nginx's `NGX_ALIGNMENT` (a word: enough for `T`, checked above), and whose handler is null
+    // until set here, after the value is written whole.
+    unsafe {
+        let Some(entry) = ngx_pool_cleanup_add((*cf).pool, size_of::<T>()).as_mut() else {
+            return ptr::null_mut();
+        };
+        let data = entry.data.cast::<T>();
+        data.write(value);
+        entry.handler = Some(drop_value::<T>);
+        data.cast()
+    }
 }
 
 // SAFETY: called only by nginx (the module context's `create_main_conf`) with the configuration
 // being parsed; guarded against panics.
 pub(crate) unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
-    // SAFETY: as `allocate`; a null answer is nginx's allocation failure.
+    // SAFETY: as `allocate`; a null answer tells nginx the allocation failed.
     guard(ptr::null_mut(), || unsafe {
         allocate(cf, MainConf::default())
     })

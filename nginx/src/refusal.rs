@@ -3,8 +3,10 @@
 //! The access handler answers `NGX_HTTP_UNAUTHORIZED` as `auth_basic` does, so nginx itself
 //! finalizes the request: an `error_page 401` takes over, and `satisfy any` can still let the
 //! request through. When no error page does, nginx sends its built-in 401 page; these two
-//! filters replace that page, and only that page (a 401 in the location that refused, for a
-//! request refused there), with the JSON body and `Content-Type: application/json`.
+//! filters replace that page, and only that page, with the JSON body and `Content-Type:
+//! application/json`: nginx's own 401 (`r->err_status`, set by nginx's special-response handler
+//! alone) in the location that refused, for a request refused there. An upstream's 401 (reached
+//! when `satisfy any` let a refused request in through `allow`) is passed on untouched.
 
 use core::mem::size_of;
 use core::ptr;
@@ -79,6 +81,7 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
             if let Verdict::Refused { body, .. } = decision.verdict {
                 let out = &mut (*r).headers_out;
                 if out.status == NGX_HTTP_UNAUTHORIZED as usize
+                    && (*r).err_status == NGX_HTTP_UNAUTHORIZED as usize
                     && decision.location == here
                     && ptr::eq(r, (*r).main)
                 {

@@ -36,27 +36,54 @@ pub(crate) enum Verdict {
 #[derive(Clone, Copy)]
 pub(crate) struct Decision {
     pub(crate) verdict: Verdict,
-    /// The verifier that decided: a later location with other keys decides anew.
+    /// The verifier that decided: a later location with other keys or settings decides anew.
     pub(crate) verifier: *const Verifier,
-    /// The location that decided: only its own 401 page gets the JSON body, never the page of
-    /// an `error_page` location.
+    /// The location whose header the token was read from: a later location that reads another
+    /// header decides anew.
+    pub(crate) decided_in: *const LocConf,
+    /// The location the request is in now: only its own 401 page gets the JSON body, never the
+    /// page of an `error_page` location.
     pub(crate) location: *const LocConf,
     /// Set by the header filter once it replaced nginx's 401 page with the JSON body.
     pub(crate) replacing: bool,
+    /// Set when the request's pool is destroyed (see [`marker`]).
+    pub(crate) ended: bool,
 }
+
+impl Decision {
+    /// Whether this decision holds for a request now in `location`, verified by `verifier`: the
+    /// same keys and settings (one verifier per distinct setting) reading the same header.
+    ///
+    /// # Safety
+    /// `decided_in` and `location` are location configurations of the request's cycle.
+    // SAFETY: unsafe because it reads `decided_in`; sound when it is a location configuration of
+    // the request's cycle (so it outlives the request), which `record` and `reuse` keep true.
+    pub(crate) unsafe fn holds_for(&self, verifier: *const Verifier, location: &LocConf) -> bool {
+        // SAFETY: as the function's contract.
+        self.verifier == verifier
+            && unsafe { self.decided_in.as_ref() }
+                .is_some_and(|decided_in| decided_in.header_lowercase == location.header_lowercase)
+    }
+}
+
+// Pool memory is aligned to nginx's `NGX_ALIGNMENT` (a word): a `Decision` must need no more.
+const _: () = assert!(core::mem::align_of::<Decision>() <= core::mem::align_of::<usize>());
 
 // SAFETY: a type, not a call: the signature of nginx's pool cleanup handlers.
 type Handler = unsafe extern "C" fn(*mut c_void);
 
 /// The cleanup handler that marks a request's [`Decision`]: it holds no resource to free
-/// (everything it points at is in the same pool), so it only wipes the entry.
+/// (everything it points at is in the same pool), so it only records that the request ended.
+/// Its body is its own (no other function of the module writes `ended`), so the compiler cannot
+/// merge it with another function: its address identifies the module's entries. It never wipes
+/// the decision: `r->ctx` may still point at it while the pool is destroyed.
 #[inline(never)]
 // SAFETY: called only by nginx when the request's pool is destroyed, with the data of the cleanup
 // entry `record` made: one `Decision`.
 unsafe extern "C" fn marker(data: *mut c_void) {
-    // SAFETY: nginx calls this with the entry's data: a `Decision` written by `record`, once,
-    // while the pool is destroyed.
-    unsafe { ptr::write_bytes(data.cast::<Decision>(), 0, 1) };
+    // SAFETY: nginx calls this with the entry's data: a valid `Decision` written by `record`,
+    // once, while the pool is destroyed; writing a `bool` field keeps it valid.
+    unsafe { (*data.cast::<Decision>()).ended = true };
 }
 
 /// The request's decision while it is in the location that reached it (`r->ctx`).
@@ -137,6 +164,32 @@ pub(crate) unsafe fn record(
         cleanup.handler = Some(marker);
         restore(r, &mut *data);
         data.as_mut()
+    }
+}
+
+/// Stores a subrequest's `decision` in its own context only. A subrequest shares its parent's
+/// pool, so a cleanup entry would be found by the parent as its own decision; the subrequest's
+/// context is enough (its variables are read while it runs).
+///
+/// # Safety
+/// `r` is a live subrequest.
+// SAFETY: unsafe because it allocates from and writes into `r`'s pool and context; sound when `r`
+// is live.
+pub(crate) unsafe fn record_subrequest(
+    r: *mut ngx_http_request_t,
+    decision: Decision,
+) -> Option<()> {
+    // SAFETY: `ngx_palloc` returns `size_of::<Decision>()` bytes of the request's pool, aligned
+    // for pointers (nginx's `NGX_ALIGNMENT`, the alignment of `Decision`), or null; the value is
+    // written whole before `r->ctx` points at it.
+    unsafe {
+        let data = ngx::ffi::ngx_palloc((*r).pool, size_of::<Decision>()).cast::<Decision>();
+        if data.is_null() {
+            return None;
+        }
+        data.write(decision);
+        restore(r, &mut *data);
+        Some(())
     }
 }
 
