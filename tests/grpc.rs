@@ -919,12 +919,15 @@ fn the_ext_authz_guides_snippets_parse_and_say_what_they_must() {
         listener,
         &["filter_chains", "0", "filters", "0", "typed_config"],
     );
+    // Which filters come before ext_authz, and what they remove, is tests/envoy_recipes.rs's.
     let filters = manager["http_filters"].as_sequence().unwrap();
-    let authz = &filters[0]["typed_config"];
-    assert_eq!(
-        text(authz, &["@type"]),
-        "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
-    );
+    let authz = &filters
+        .iter()
+        .find(|f| {
+            f["typed_config"]["@type"].as_str()
+                == Some("type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz")
+        })
+        .expect("the ext_authz filter")["typed_config"];
     assert_eq!(text(authz, &["transport_api_version"]), "V3");
     assert_eq!(authz["failure_mode_allow"].as_bool(), Some(false));
     let cluster_name = text(authz, &["grpc_service", "envoy_grpc", "cluster_name"]);
