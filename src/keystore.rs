@@ -8,6 +8,11 @@
 //!   given twice, or a gateway given twice (JSON maps would keep the last one silently) is
 //!   refused, naming the gateway and the field.
 //!
+//! A key value is used without the whitespace around it, in every shape (as the command trims a
+//! key file's final newline): Azure's keys are base64 text with none, and a key signed with a
+//! stray space would make tokens Azure refuses. Whitespace or control characters inside a key
+//! are refused by [`GatewayKey::new`](crate::GatewayKey::new).
+//!
 //! Parse errors are `InvalidKeyFile` (status 500) with the line (and for JSON the column), the
 //! gateway and field where known, and a description of the expected shape. Gateway ids and
 //! field names are the operator's and are shown (escaped); values never are, and neither are
@@ -367,12 +372,21 @@ impl KeyPair {
         KeyPair { primary, secondary }
     }
 
-    /// Parses `{"primary": "…", "secondary": "…"}`.
+    /// Parses `{"primary": "…", "secondary": "…"}`. Each key is used without the whitespace
+    /// around it.
     ///
     /// ```
-    /// use apim_sas::{KeyPair, KeyType};
-    /// let pair = KeyPair::from_json(r#"{"primary": "k1", "secondary": "k2"}"#)?;
+    /// use apim_sas::{KeyPair, KeyType, Signer, Format};
+    /// let pair = KeyPair::from_json(r#"{"primary": "k1", "secondary": " k2\n"}"#)?;
     /// assert!(pair.get(KeyType::Secondary).is_ok());
+    /// // " k2\n" signs as "k2" does.
+    /// let trimmed = KeyPair::from_json(r#"{"secondary": "k2"}"#)?;
+    /// let expiry = apim_sas::chrono::DateTime::UNIX_EPOCH;
+    /// let sign = |pair: &KeyPair| -> Result<String, apim_sas::Error> {
+    ///     let key = pair.get(KeyType::Secondary)?;
+    ///     Ok(Signer::new("gw1", key)?.sign(expiry, Format::Compact)?.to_string())
+    /// };
+    /// assert_eq!(sign(&pair)?, sign(&trimmed)?);
     /// let err = KeyPair::from_json(r#"{"primary": 5}"#).unwrap_err();
     /// assert_eq!((err.code(), err.http_status()), ("InvalidKeyFile", 500));
     /// # Ok::<(), apim_sas::Error>(())
@@ -385,7 +399,8 @@ impl KeyPair {
     fn from_raw(raw: RawPair, id: Option<&str>) -> Result<KeyPair, Error> {
         let take = |key: Option<Zeroizing<String>>, key_type: KeyType| {
             key.map(|k| {
-                GatewayKey::new(k.as_str()).map_err(|e| {
+                // Without the whitespace around it: see the module docs.
+                GatewayKey::new(k.trim()).map_err(|e| {
                     let place = match id {
                         Some(id) => format!("gateway '{id}', {key_type} key"),
                         None => format!("{key_type} key"),
@@ -439,7 +454,8 @@ pub struct Keystore {
 }
 
 impl Keystore {
-    /// Parses `{"gw1": {"primary": "…", "secondary": "…"}, …}`.
+    /// Parses `{"gw1": {"primary": "…", "secondary": "…"}, …}`. Each key is used without the
+    /// whitespace around it.
     ///
     /// Strict: a field other than `primary` and `secondary`, or a gateway or field given twice,
     /// is `InvalidKeyFile`, naming the gateway and the field.

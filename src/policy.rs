@@ -115,8 +115,7 @@ impl Policy {
                     ErrorKind::ExpiryTooFar,
                     Target::Expiry,
                     format!(
-                        "expiry: {} is more than the maximum lifetime ({}) ahead of now ({}); \
-                         a longer lifetime needs --max-lifetime (or Policy::with_max_lifetime)",
+                        "expiry: {} is more than the maximum lifetime ({}) ahead of now ({})",
                         stamp(floored),
                         human_duration(max),
                         stamp(now)

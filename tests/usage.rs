@@ -325,14 +325,16 @@ fn a_file_name_given_as_the_token_says_how_to_read_the_file() {
         &std::fs::read_to_string(dir.0.path().join("token.txt")).unwrap(),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    // A word that names no file gets no hint.
+    // A word that names no file gets no file hint (only the one for a word without '&', which
+    // is what the shell leaves of an unquoted token: tests/slips.rs).
     let r = dir.run(&["inspect", "--output", "json", "nothing.txt"], "");
     assert_json_error(
         &r,
         1,
         "MalformedToken",
         "token",
-        "token: the compact form has three fields, id&yyyyMMddHHmm&signature",
+        "token: the compact form has three fields, id&yyyyMMddHHmm&signature; it has no '&': the \
+         shell splits an unquoted token at each '&'; quote it: 'gw1&yyyyMMddHHmm&signature'",
     );
 }
 

@@ -169,6 +169,25 @@ impl VerifierFlags {
     }
 }
 
+/// A refusal of `mint` or `renew`'s expiry, with the flag that lifts the lifetime cap when that
+/// is what refused it (the library's message names no flag).
+pub(crate) fn mint_refusal(error: apim_sas::Error) -> Failure {
+    let too_far = error.kind() == apim_sas::ErrorKind::ExpiryTooFar;
+    let problem = super::failure::Problem::from(error);
+    if !too_far {
+        return Failure::usage(problem);
+    }
+    let message = format!(
+        "{}; a longer lifetime needs --max-lifetime (a duration, or none)",
+        problem.message()
+    );
+    Failure::usage(super::failure::Problem::new(
+        problem.kind(),
+        problem.target(),
+        message,
+    ))
+}
+
 /// The key of the Secret that holds the token: each gateway installer reads its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum SecretKey {

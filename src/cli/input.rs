@@ -194,7 +194,7 @@ impl<'a> TokenInput<'a> {
             },
             Err(problem) => Problem::new(problem.kind(), problem.target(), problem.message()),
         };
-        match self.hint() {
+        match self.hint(&problem) {
             Some(hint) => Err(Problem::new(
                 problem.kind(),
                 problem.target(),
@@ -204,11 +204,25 @@ impl<'a> TokenInput<'a> {
         }
     }
 
-    fn hint(&self) -> Option<String> {
+    fn hint(&self, problem: &Problem) -> Option<String> {
         match self.origin {
-            Origin::Arg(arg) => std::path::Path::new(arg)
-                .is_file()
-                .then(|| format!("'{arg}' is a file: to read the token in it, use - < {arg}")),
+            Origin::Arg(arg) if std::path::Path::new(arg).is_file() => Some(format!(
+                "'{arg}' is a file: to read the token in it, use - < {arg}"
+            )),
+            // `verify gw1&2026…&sig` unquoted: the shell ends the command at the first `&` and
+            // runs it in the background, so only the id arrives.
+            Origin::Arg(arg)
+                if problem.kind() == ErrorKind::MalformedToken
+                    && !arg.trim().is_empty()
+                    && !arg.contains(['&', '=']) =>
+            {
+                Some(
+                    "it has no '&': the shell splits an unquoted token at each '&'; quote it: \
+                     'gw1&yyyyMMddHHmm&signature'"
+                        .to_owned(),
+                )
+            }
+            Origin::Arg(_) => None,
             Origin::File => None,
             Origin::Stdin => {
                 let text = self.text.as_ref().ok()?;

@@ -83,6 +83,15 @@ fn read_secret(path: &Path, warn: Warn<'_>) -> Result<Zeroizing<Vec<u8>>, Failur
 /// Where warnings about key files go: stderr for the commands, the log for `serve`.
 pub(crate) type Warn<'a> = &'a mut dyn FnMut(String);
 
+/// Whether a key file's text is one bare key, as `--key-file` reads it: one line, no JSON or
+/// TOML syntax (Azure's keys are base64: letters, digits, `+`, `/` and `=` padding at the end).
+fn looks_like_bare_key(text: &str) -> bool {
+    let text = text.trim();
+    !text.is_empty()
+        && !text.contains(['\n', '{', '[', '"', '\'', ' ', '\t'])
+        && !text.trim_end_matches('=').contains('=')
+}
+
 /// The text of a key file, without a leading byte-order mark.
 fn text_of<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, Failure> {
     std::str::from_utf8(strip_bom(bytes)).map_err(|_| key_file_error(path, "not UTF-8 text"))
@@ -154,6 +163,10 @@ pub(crate) fn load_with(source: &KeySource, warn: Warn<'_>) -> Result<Keys, Fail
         let text = text_of(path, &bytes)?;
         return match KeyPair::from_json(text) {
             Ok(pair) => Ok(Keys::Pair(pair)),
+            Err(e) if looks_like_bare_key(text) => Err(with_hint(
+                in_file(path, e),
+                format_args!("it holds one bare key: use --key-file {}", path.display()),
+            )),
             // A keystore given to --keys: say so, rather than only that its shape is wrong.
             Err(e) if looks_like_keystore(text) => Err(with_hint(
                 in_file(path, e),
@@ -178,6 +191,14 @@ pub(crate) fn load_with(source: &KeySource, warn: Warn<'_>) -> Result<Keys, Fail
         };
         return match store {
             Ok(store) => Ok(Keys::Store(store)),
+            // A bare key given to --keystore: point to --key-file.
+            Err(e) if looks_like_bare_key(text) => Err(with_hint(
+                in_file(path, e),
+                format_args!(
+                    "it holds one bare key, not a keystore: use --key-file {} --id <gateway id>",
+                    path.display()
+                ),
+            )),
             // One gateway's list-keys answer given to --keystore: point to --keys.
             Err(e) if !is_toml && KeyPair::from_json(text).is_ok() => Err(with_hint(
                 in_file(path, e),

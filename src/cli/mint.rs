@@ -134,14 +134,14 @@ pub(crate) fn run(args: MintArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
     });
     policy
         .check_mint(expiry, format, now)
-        .map_err(Failure::usage)?;
+        .map_err(super::flags::mint_refusal)?;
 
     let keys = keys::load(&args.keys)?;
     let key = keys.signing_key(&args.id, key_type)?;
     let signer = Signer::new(&args.id, key).map_err(Failure::usage)?;
     let token = signer
         .mint(expiry, format, now, &policy)
-        .map_err(Failure::usage)?;
+        .map_err(super::flags::mint_refusal)?;
 
     let name;
     let how = match args.output {

@@ -134,6 +134,30 @@ fn check_form_flags(args: &RenewArgs) -> Result<(), Failure> {
     super::flags::check_secret_names(args.secret_name.as_deref(), args.namespace.as_deref())
 }
 
+/// Says on stderr when the file, which holds or will hold a 30-day credential, can be read by its
+/// group or others: renew keeps a file's mode, so a file created with the shell's umask (0644)
+/// keeps the token in the open, as a key file readable by others would keep the key. The exit
+/// status does not change.
+fn warn_if_readable_by_others(args: &RenewArgs, target: &Target) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(metadata) = &target.metadata {
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o044 != 0 {
+                eprintln!(
+                    "warning: {} holds the gateway token and is readable by group or others \
+                     (mode {mode:03o}); renew keeps a file's mode: restrict it with: chmod 600 {}",
+                    args.file.display(),
+                    args.file.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (args, target);
+}
+
 /// The file to renew, checked as the module's docs say; its bytes (`None`: no file yet).
 fn check_file(args: &RenewArgs) -> Result<(Target, Option<Vec<u8>>), Failure> {
     let refused = |why| form::refused(&args.file, why);
@@ -192,7 +216,7 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
     let policy = Policy::new().with_max_lifetime(max_lifetime);
     policy
         .check_mint(expiry, format, now)
-        .map_err(Failure::usage)?;
+        .map_err(super::flags::mint_refusal)?;
 
     let keys = keys::load(&args.keys)?;
     let signer =
@@ -203,6 +227,7 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
     let verifier = keys.verifier(Some(&args.id), Some(key_type), policy)?;
 
     let (target, found) = check_file(&args)?;
+    warn_if_readable_by_others(&args, &target);
     let secret_key = args.secret_key.unwrap_or(SecretKey::Value).as_str();
     let current = match &found {
         Some(bytes) => form::token(args.form, bytes, secret_key)
@@ -263,7 +288,7 @@ pub(crate) fn run(args: RenewArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
 
     let token = signer
         .mint(expiry, format, now, &policy)
-        .map_err(Failure::usage)?;
+        .map_err(super::flags::mint_refusal)?;
     let new_secret_name;
     let contents = form::renewed(
         args.form,

@@ -4,10 +4,10 @@ use std::io::{self, BufRead};
 use std::path::PathBuf;
 
 use apim_sas::chrono::{DateTime, Utc};
-use apim_sas::ErrorKind;
+use apim_sas::{ErrorKind, UntrustedToken};
 use clap::Args;
 
-use super::failure::Failure;
+use super::failure::{Failure, Problem};
 use super::flags::{KeySource, Output, VerifierFlags};
 use super::{batch, input, keys, print};
 
@@ -72,9 +72,35 @@ pub(crate) fn run(args: VerifyArgs, now: DateTime<Utc>) -> Result<u8, Failure> {
     }
 
     let input = input::token_text(args.token.as_deref())?;
-    let result = input.read(|text| batch::verdict(&verifier, text, now));
+    let result = input.read(|text| {
+        batch::verdict(&verifier, text, now).map_err(|problem| other_gateway(problem, text, &args))
+    });
     Failure::wrote(print::verified(args.output == Output::Json, &result, now))?;
     Ok(u8::from(result.is_err()))
+}
+
+/// `GatewayNotExist` names the token's gateway and the keys' (the library's message names
+/// neither: it never echoes token bytes). The id has parsed, so it is printable ASCII.
+fn other_gateway(problem: Problem, text: &[u8], args: &VerifyArgs) -> Problem {
+    if problem.kind() != ErrorKind::GatewayNotExist {
+        return problem;
+    }
+    let Ok(token) = UntrustedToken::parse_bytes(text) else {
+        return problem;
+    };
+    let message = match (&args.id, &args.keys.keystore) {
+        (Some(id), _) => format!(
+            "id: the token is for gateway '{}', the keys are for gateway '{id}' (--id {id})",
+            token.id()
+        ),
+        (None, Some(path)) => format!(
+            "id: the keystore {} has no keys of gateway '{}'",
+            path.display(),
+            token.id()
+        ),
+        (None, None) => format!("id: no key is known for gateway '{}'", token.id()),
+    };
+    Problem::new(problem.kind(), problem.target(), message)
 }
 
 fn unreadable(path: &std::path::Path, e: &io::Error) -> Failure {
