@@ -4,7 +4,7 @@
 //! ```nginx
 //! load_module modules/ngx_http_apim_sas_module.so;
 //! http {
-//!     apim_sas_keystore /etc/nginx/apim-sas/keystore.json;
+//!     apim_sas_keystore /etc/apim-sas/gateways.json;
 //!     server {
 //!         location / {
 //!             apim_sas on;

@@ -27,7 +27,7 @@ fn example(setup: &Setup) -> String {
     );
     text = replace(
         text,
-        "/etc/nginx/apim-sas/gateways.json",
+        "/etc/apim-sas/gateways.json",
         &format!("{dir}/keystore.json"),
     );
     text = replace(
