@@ -20,12 +20,16 @@ use axum::{Extension, Router};
 
 /// A handler that trusts what the layer verified.
 async fn hello(Extension(identity): Extension<GatewayIdentity>) -> String {
+    // The expiry as every apim-sas output spells it (`2026-05-20T00:44:00Z`), not chrono's
+    // `to_rfc3339` (`+00:00`).
+    let mut expiry = Vec::new();
+    apim_sas::push_rfc3339(&mut expiry, identity.expiry());
     format!(
         "hello {} (signed with the {} key, {} form, expires {})\n",
         identity.id(),
         identity.key_type(),
         identity.format(),
-        identity.expiry().to_rfc3339(),
+        String::from_utf8_lossy(&expiry),
     )
 }
 

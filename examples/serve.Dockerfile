@@ -10,10 +10,17 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+# What the workspace's manifests name: the package (its build script, and the directories of the
+# targets Cargo.toml lists: benches, examples, tests) and the nginx module's manifest and sources,
+# a workspace member Cargo loads but `cargo install --path .` does not build. tests/images.rs
+# builds exactly these files, offline.
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY examples ./examples
+COPY tests ./tests
+COPY nginx/Cargo.toml ./nginx/
+COPY nginx/src ./nginx/src
 RUN cargo install --locked --path . --root /out
 
 # Debian 12, as the build stage: the binary links the glibc it was built against.

@@ -6,11 +6,17 @@
 //! `/etc/systemd/system/`) passes `systemd-analyze verify`, and the `apim-sas` command lines in it
 //! parse; every Rust block is compiled as a doc test (from `src/lib.rs`); every link points to a
 //! file and a heading that exist; and the Dockerfile of the renewal job's image names files and
-//! stages that exist. The renewal recipes run as their users run them, with their paths moved
-//! into a temporary directory: the systemd timer's script with a fake `systemctl`, the CronJob's
+//! stages that exist (tests/images.rs builds what it copies).
+//!
+//! The scheduled recipes run as their scheduler runs them, in a temporary directory standing for
+//! `/` with `apim-sas` in /usr/local/bin: the systemd timer's unit under systemd's environment
+//! (its `PATH` alone) with a stand-in `systemctl`; each entry of a `/etc/cron.d` file (a block
+//! marked `<!-- test: cron -->`) under cron's (`PATH=/usr/bin:/bin`), the monitoring scripts it
+//! runs on an env file with two auth lines and on a Secret from a stand-in `kubectl`; the CronJob's
 //! script with a fake `kubectl` that keeps the Secret as an API server would, on a `PATH` that
-//! holds only what `examples/Dockerfile`'s final stage provides, and the monitoring script on an
-//! env file with two auth lines. The nginx blocks are held to `examples/` by `tests/nginx.rs`.
+//! holds only what `examples/Dockerfile`'s final stage provides. One expiry-alert threshold, below
+//! renew's window, in every guide, every `--help` and the command's hint. The nginx blocks are
+//! held to `examples/` by `tests/nginx.rs`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,7 +27,7 @@ use serde_norway::Value;
 
 mod common;
 
-use common::dockerfile::instructions;
+use common::dockerfile::{instructions, Ignore};
 use common::markdown::{self, Block};
 
 fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -310,7 +316,8 @@ fn every_block_has_a_language_and_rust_ones_are_doc_tested() {
 #[test]
 fn the_dockerfile_names_what_exists() {
     let dockerfile = std::fs::read_to_string("examples/Dockerfile").unwrap();
-    let ignore = std::fs::read_to_string("examples/Dockerfile.dockerignore").unwrap();
+    let ignore =
+        Ignore::parse(&std::fs::read_to_string("examples/Dockerfile.dockerignore").unwrap());
     assert!(markdown::all_text().contains("docker build -f examples/Dockerfile "));
     let known = [
         "FROM",
@@ -356,13 +363,11 @@ fn the_dockerfile_names_what_exists() {
                     continue;
                 }
                 for source in sources {
-                    // The build context is the repository root; the ignore file lets it through.
+                    // The build context is the repository root; the ignore file lets it through
+                    // (tests/images.rs builds what the stage copies).
                     assert!(Path::new(source).exists(), "COPY of missing {source}");
-                    let top = source.split('/').next().unwrap();
                     assert!(
-                        ignore
-                            .lines()
-                            .any(|l| l.trim_start_matches('!').trim_end_matches('/') == top),
+                        !ignore.excludes(source.trim_end_matches('/')),
                         "{source} is excluded by examples/Dockerfile.dockerignore"
                     );
                 }
@@ -458,17 +463,177 @@ fn sample_keys(path: &Path, mode: u32) {
     set_mode(path, mode);
 }
 
-/// `PATH` with the real binary first, after `first`.
-fn path_with(first: &[&Path]) -> std::ffi::OsString {
-    let system = std::env::var_os("PATH").unwrap();
-    std::env::join_paths(
-        first
-            .iter()
-            .map(|p| p.to_path_buf())
-            .chain(std::iter::once(bin_dir()))
-            .chain(std::env::split_paths(&system)),
-    )
-    .unwrap()
+// ---------------------------------------------------------------------------------------------
+// The schedulers' own environments. cron runs a job through `/bin/sh -c`, in its user's home, with
+// `PATH=/usr/bin:/bin`, `SHELL=/bin/sh`, `HOME` and `LOGNAME` and nothing else; systemd starts a
+// system service (no `User=`) with `PATH` alone, its default for services. A recipe runs in a
+// temporary directory that stands for `/`, its absolute paths moved there: the directories the
+// guides install into (/usr/local/bin, /usr/local/sbin) hold only what the guides put there
+// (`apim-sas` in /usr/local/bin), the system's (/usr/bin, /bin, …) the host's programs, but for
+// those the test stands in for (systemctl, kubectl).
+
+/// cron's `PATH` for jobs (Debian's cron, and every Vixie cron).
+const CRON_PATH: &str = "/usr/bin:/bin";
+
+/// systemd's `PATH` for services (`systemd-path search-binaries-default` on Debian 12; systemd
+/// built for a merged /usr leaves out `/sbin:/bin`, the same programs there).
+const SYSTEMD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The directories under which a recipe's absolute paths are moved into the temporary root.
+const RELOCATED: &[&str] = &[
+    "/etc/apim-sas",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/usr/bin",
+    "/usr/sbin",
+    "/bin",
+    "/sbin",
+    "/var/lib/node_exporter",
+];
+
+/// A temporary directory standing for a host's `/`, with `apim-sas` installed where the README's
+/// Install puts it, `/usr/local/bin/apim-sas`.
+struct Host {
+    root: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Host {
+        let host = Host {
+            root: tempfile::tempdir().unwrap(),
+        };
+        for dir in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] {
+            let here = host.at(dir);
+            std::fs::create_dir_all(here.parent().unwrap()).unwrap();
+            if let Ok(target) = std::fs::read_link(dir) {
+                // /bin -> usr/bin on a merged /usr: the same link here.
+                std::os::unix::fs::symlink(target, &here).unwrap();
+                continue;
+            }
+            std::fs::create_dir_all(&here).unwrap();
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                // What the guides install, and what acts on a real system, only as stood in.
+                let name = entry.file_name();
+                if !["apim-sas", "systemctl", "kubectl", "docker"]
+                    .contains(&name.to_str().unwrap_or(""))
+                {
+                    std::os::unix::fs::symlink(entry.path(), here.join(entry.file_name())).unwrap();
+                }
+            }
+        }
+        std::fs::create_dir_all(host.at("/usr/local/sbin")).unwrap();
+        std::fs::create_dir_all(host.at("/usr/local/bin")).unwrap();
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_apim-sas"),
+            host.at("/usr/local/bin/apim-sas"),
+        )
+        .unwrap();
+        host
+    }
+
+    /// Where the absolute `path` is in this host.
+    fn at(&self, path: &str) -> PathBuf {
+        self.root.path().join(path.trim_start_matches('/'))
+    }
+
+    /// A program standing in for the host's at `path` (`/usr/bin/systemctl`).
+    fn stand_in(&self, path: &str, script: &str) {
+        let at = self.at(path);
+        let _ = std::fs::remove_file(&at);
+        executable(&at, script);
+    }
+
+    /// `path` (`CRON_PATH`), each directory in this host.
+    fn path(&self, path: &str) -> std::ffi::OsString {
+        std::env::join_paths(path.split(':').map(|dir| self.at(dir))).unwrap()
+    }
+
+    /// `text` with its absolute paths under [`RELOCATED`] moved into this host. Any other path
+    /// under /etc, /usr or /var is a recipe writing outside the layout the test knows: refused.
+    fn relocate(&self, text: &str) -> String {
+        let root = self.root.path().to_str().unwrap();
+        let boundary_before = |c: Option<char>| c.is_none_or(|c| " \t\n=:'\"(!".contains(c));
+        let boundary_after = |c: Option<char>| c.is_none_or(|c| " \t\n/:'\");".contains(c));
+        let mut out = String::new();
+        let mut rest = text;
+        let mut previous = None;
+        'scan: while let Some(c) = rest.chars().next() {
+            if c == '/' && boundary_before(previous) {
+                for dir in RELOCATED {
+                    if let Some(after) = rest.strip_prefix(dir) {
+                        if boundary_after(after.chars().next()) {
+                            out.push_str(root);
+                            out.push_str(dir);
+                            rest = after;
+                            previous = dir.chars().last();
+                            continue 'scan;
+                        }
+                    }
+                }
+                for outside in ["/etc/", "/usr/", "/var/"] {
+                    assert!(
+                        !rest.starts_with(outside),
+                        "the recipe names {}, outside the paths the guides use:\n{text}",
+                        rest.split_whitespace().next().unwrap()
+                    );
+                }
+            }
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+            previous = Some(c);
+        }
+        out
+    }
+
+    /// Installs the guides' script that names its path in its opening comment (`#
+    /// /usr/local/sbin/NAME: …`), made executable (`chmod +x`, as the guides say).
+    fn install(&self, script: &str) -> PathBuf {
+        let path = script
+            .lines()
+            .find_map(|l| l.strip_prefix("# /"))
+            .and_then(|l| l.split([':', ' ', ',']).next())
+            .unwrap_or_else(|| panic!("a script that does not name its path:\n{script}"));
+        let at = self.at(path);
+        executable(&at, &self.relocate(script));
+        at
+    }
+
+    /// Runs `command` as cron runs a job of root's (`/etc/cron.d` line `… root COMMAND`).
+    fn cron(&self, command: &str) -> Ran {
+        let home = self.at("/root");
+        std::fs::create_dir_all(&home).unwrap();
+        ran(Command::new("/bin/sh")
+            .arg("-c")
+            .arg(self.relocate(command))
+            .env_clear()
+            .env("PATH", self.path(CRON_PATH))
+            .env("SHELL", "/bin/sh")
+            .env("HOME", &home)
+            .env("LOGNAME", "root")
+            .current_dir(&home)
+            .output()
+            .unwrap())
+    }
+
+    /// Runs a unit's `ExecStart=` command as systemd starts a system service without `User=`.
+    fn systemd(&self, exec_start: &str) -> Ran {
+        assert!(
+            !exec_start.contains(['"', '\'', '$', '%']),
+            "quoting and specifiers are not read here: {exec_start}"
+        );
+        let words: Vec<String> = self
+            .relocate(exec_start)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        ran(Command::new(&words[0])
+            .args(&words[1..])
+            .env_clear()
+            .env("PATH", self.path(SYSTEMD_PATH))
+            .current_dir(self.root.path())
+            .output()
+            .unwrap())
+    }
 }
 
 /// The real binary, run directly.
@@ -568,59 +733,73 @@ fn lines_of(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The `ExecStart=` of the unit at `/etc/systemd/system/NAME` in the guides.
+fn exec_start(unit: &str) -> String {
+    let blocks: Vec<Block> = markdown::blocks_in("ini")
+        .into_iter()
+        .filter(|b| {
+            b.text
+                .starts_with(&format!("# /etc/systemd/system/{unit}\n"))
+        })
+        .collect();
+    assert_eq!(blocks.len(), 1, "the unit {unit}: {blocks:?}");
+    let starts: Vec<String> = exec_lines(&blocks[0].text)
+        .into_iter()
+        .zip(blocks[0].text.lines().filter(|l| l.starts_with("Exec")))
+        .filter(|(_, line)| line.starts_with("ExecStart="))
+        .map(|(words, _)| words.join(" "))
+        .collect();
+    assert_eq!(starts.len(), 1, "{unit}: {starts:?}");
+    starts.into_iter().next().unwrap()
+}
+
 #[test]
-fn the_systemd_timer_script_restarts_the_gateway_exactly_when_it_renewed() {
+fn the_systemd_timer_restarts_the_gateway_exactly_when_it_renewed_under_systemds_environment() {
     let script = sh_block("# /usr/local/sbin/apim-gw1-renew");
     assert!(!script.contains("jq"), "the script needs jq:\n{script}");
     assert!(
         script.contains("--deploy-hook 'systemctl restart apim-gw1.service'"),
         "{script}"
     );
-    let root = tempfile::tempdir().unwrap();
-    let etc = root.path().join("etc/apim");
-    sample_keys(&etc.join("gw1.keys.json"), 0o600);
+    let host = Host::new();
+    let keys = host.at("/etc/apim-sas/gw1.keys.json");
+    sample_keys(&keys, 0o600);
+    // The env file, created private as the guide says, with the gateway's other settings.
+    let env_file = host.at("/etc/apim-sas/gw1.env");
     let endpoint = "config.service.endpoint=apim-example.configuration.azure-api.net";
-    std::fs::write(etc.join("gw1.env"), format!("{endpoint}\n")).unwrap();
-    // The script as installed, its /etc/apim moved into the temporary directory.
-    let installed = root.path().join("usr/local/sbin/apim-gw1-renew");
-    executable(
-        &installed,
-        &script.replace("/etc/apim/", &format!("{}/", etc.display())),
-    );
+    std::fs::write(&env_file, format!("{endpoint}\n")).unwrap();
+    set_mode(&env_file, 0o600);
+    host.install(&script);
     // systemctl records its arguments, and fails while `fail` exists.
-    let log = root.path().join("systemctl.log");
-    let fail = root.path().join("fail");
-    let fake = root.path().join("fake");
-    executable(
-        &fake.join("systemctl"),
+    let log = host.at("/systemctl.log");
+    let fail = host.at("/fail");
+    host.stand_in(
+        "/usr/bin/systemctl",
         &format!(
             "#!/bin/sh\necho \"$*\" >> '{}'\nif [ -e '{}' ]; then echo 'Job failed' >&2; exit 1; fi\n",
             log.display(),
             fail.display()
         ),
     );
-    let path = path_with(&[&fake]);
-    let run = || {
-        ran(Command::new(&installed)
-            .env("PATH", &path)
-            .env_remove("APIM_SAS_KEY")
-            .output()
-            .unwrap())
-    };
+    // What `systemctl start apim-gw1-renew.service` runs, as systemd runs it.
+    let command = exec_start("apim-gw1-renew.service");
+    let run = || host.systemd(&command);
     let restarts = || lines_of(&log).len();
+    let etc = host.at("/etc/apim-sas");
 
     // The first run writes the token and restarts the gateway.
     let r = run();
     assert!(r.ok, "{r:?}");
     assert!(r.stdout.starts_with("renewed (missing): expires "), "{r:?}");
+    assert_eq!(r.stderr, "", "{r:?}");
     assert_eq!(lines_of(&log), ["restart apim-gw1.service"]);
-    let env = std::fs::read_to_string(etc.join("gw1.env")).unwrap();
+    let env = std::fs::read_to_string(&env_file).unwrap();
     assert!(env.starts_with(&format!("{endpoint}\n")), "{env}");
     let auth = env
         .lines()
         .find_map(|l| l.strip_prefix("config.service.auth="))
         .expect("an auth line");
-    assert!(verifies(&etc.join("gw1.keys.json"), auth), "{env}");
+    assert!(verifies(&keys, auth), "{env}");
 
     // The second keeps it, and leaves the gateway alone.
     let r = run();
@@ -630,9 +809,9 @@ fn the_systemd_timer_script_restarts_the_gateway_exactly_when_it_renewed() {
 
     // A token about to expire (on an indented line, as Docker reads it) is renewed; the restart
     // fails, the unit fails, and the next run restarts the gateway.
-    let soon = token(&etc.join("gw1.keys.json"), "2d");
+    let soon = token(&keys, "2d");
     std::fs::write(
-        etc.join("gw1.env"),
+        &env_file,
         format!("{endpoint}\n  config.service.auth=GatewayKey {soon}\n"),
     )
     .unwrap();
@@ -1106,45 +1285,143 @@ fn the_cronjob_renews_applies_and_restarts_exactly_when_due() {
     assert_eq!(cluster.calls(), verbs(&["get"]), "{r:?}");
 }
 
+/// The entries of the guides' `/etc/cron.d` files (the blocks marked `<!-- test: cron -->`):
+/// each entry's user and command.
+fn cron_entries() -> Vec<(String, String)> {
+    let mut entries = Vec::new();
+    for block in markdown::blocks_marked("cron") {
+        let mut found = 0;
+        for line in block.text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            assert!(
+                !line.contains('='),
+                "{}: cron's environment is part of what is tested: {line}",
+                block.at()
+            );
+            // Five time fields (or one `@` nickname), the user, the command.
+            let fields = if line.starts_with('@') { 1 } else { 5 };
+            let words: Vec<&str> = line.splitn(fields + 2, ' ').collect();
+            assert_eq!(words.len(), fields + 2, "{}: {line}", block.at());
+            for field in &words[..fields] {
+                assert!(
+                    field.starts_with('@')
+                        || field
+                            .chars()
+                            .all(|c| c.is_ascii_digit() || "*/,-".contains(c)),
+                    "{}: {line}",
+                    block.at()
+                );
+            }
+            entries.push((
+                words[fields].to_owned(),
+                words[fields + 1].trim().to_owned(),
+            ));
+            found += 1;
+        }
+        assert!(found > 0, "{}: a cron file without an entry", block.at());
+    }
+    entries
+}
+
+/// The guides' script at `path` whose text holds `marker`.
+fn script(path: &str, marker: &str) -> String {
+    let found: Vec<Block> = markdown::blocks_in("sh")
+        .into_iter()
+        .filter(|b| {
+            b.text
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with(&format!("# {path}")))
+        })
+        .filter(|b| b.text.contains(marker))
+        .collect();
+    assert_eq!(found.len(), 1, "scripts {path} holding {marker}: {found:?}");
+    found.into_iter().next().unwrap().text
+}
+
+/// The cron entry that runs `path`.
+fn cron_command(path: &str) -> String {
+    let entries: Vec<(String, String)> = cron_entries()
+        .into_iter()
+        .filter(|(_, command)| command.split_whitespace().next() == Some(path))
+        .collect();
+    assert_eq!(entries.len(), 1, "cron entries running {path}: {entries:?}");
+    let (user, command) = entries.into_iter().next().unwrap();
+    assert_eq!(user, "root", "{command}");
+    command
+}
+
 #[test]
-fn the_monitoring_script_reads_the_env_file_as_renew_and_docker_do() {
-    let script = sh_block("textfile_collector");
+fn every_cron_line_is_marked_and_every_mark_is_known() {
+    let entries = cron_entries();
+    assert!(!entries.is_empty());
+    let marked: Vec<(String, usize)> = markdown::blocks_marked("cron")
+        .iter()
+        .map(|b| (b.file.clone(), b.line))
+        .collect();
+    for block in markdown::blocks() {
+        if block.info == "yaml" || marked.contains(&(block.file.clone(), block.line)) {
+            continue; // a CronJob's `schedule:` runs in its pod, not under cron
+        }
+        for line in block.text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let schedule = words.len() > 6
+                && words[..5]
+                    .iter()
+                    .all(|w| w.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)))
+                && words[..5].iter().any(|w| w.contains('*'));
+            assert!(
+                !schedule && !line.contains("/etc/cron.d/") && !line.contains("crontab "),
+                "{}: a cron line in a block not marked <!-- test: cron -->: {line}",
+                block.at()
+            );
+        }
+    }
+    for (file, text) in markdown::documents() {
+        for (n, line) in text.lines().enumerate() {
+            if let Some(mark) = line.trim().strip_prefix("<!-- test: ") {
+                let what = mark.trim_end_matches("-->").trim();
+                assert!(
+                    markdown::TEST_MARKS.contains(&what),
+                    "{file}:{}: no test reads <!-- test: {what} -->",
+                    n + 1
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_monitoring_cron_line_publishes_the_env_files_expiry_under_crons_environment() {
+    let script = script("/usr/local/sbin/apim-gw1-metrics", "--form docker-env");
     assert!(!script.contains("sed "), "{script}");
-    let root = tempfile::tempdir().unwrap();
-    let etc = root.path().join("etc/apim");
-    let textfiles = root.path().join("textfile_collector");
-    std::fs::create_dir_all(&textfiles).unwrap();
-    let keys = etc.join("gw1.keys.json");
+    let host = Host::new();
+    let keys = tempfile::tempdir().unwrap();
+    let keys = keys.path().join("gw1.keys.json");
     sample_keys(&keys, 0o600);
-    let installed = root.path().join("usr/local/sbin/apim-gw1-metrics");
-    executable(
-        &installed,
-        &script
-            .replace("/etc/apim/", &format!("{}/", etc.display()))
-            .replace(
-                "/var/lib/node_exporter/textfile_collector/",
-                &format!("{}/", textfiles.display()),
-            ),
-    );
-    let run = || {
-        ran(Command::new(&installed)
-            .env("PATH", path_with(&[]))
-            .output()
-            .unwrap())
-    };
+    let textfiles = host.at("/var/lib/node_exporter/textfile_collector");
+    std::fs::create_dir_all(&textfiles).unwrap();
+    std::fs::create_dir_all(host.at("/etc/apim-sas")).unwrap();
+    host.install(&script);
+    let command = cron_command("/usr/local/sbin/apim-gw1-metrics");
     // Two auth lines, the last one indented: Docker and renew read the last, without its
     // indentation.
     let (first, last) = (token(&keys, "1d"), token(&keys, "20d"));
+    let env_file = host.at("/etc/apim-sas/gw1.env");
     std::fs::write(
-        etc.join("gw1.env"),
+        &env_file,
         format!(
             "config.service.endpoint=apim-example.configuration.azure-api.net\n\
              config.service.auth=GatewayKey {first}\n  config.service.auth=GatewayKey {last}\n"
         ),
     )
     .unwrap();
-    let r = run();
-    assert!(r.ok, "{r:?}");
+    set_mode(&env_file, 0o600);
+    let r = host.cron(&command);
+    // Quiet when all is well: cron mails whatever a job prints.
+    assert!(r.ok && r.stdout.is_empty() && r.stderr.is_empty(), "{r:?}");
     let prom = textfiles.join("apim_gw1.prom");
     let want = apim_sas(
         &[
@@ -1157,19 +1434,396 @@ fn the_monitoring_script_reads_the_env_file_as_renew_and_docker_do() {
         ],
         &last,
     );
-    assert_eq!(std::fs::read_to_string(&prom).unwrap(), want);
+    assert_eq!(std::fs::read_to_string(&prom).ok(), Some(want));
     let leftovers: Vec<_> = std::fs::read_dir(&textfiles).unwrap().flatten().collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
     // No auth line: the metric disappears.
     std::fs::write(
-        etc.join("gw1.env"),
+        &env_file,
         "config.service.endpoint=apim-example.configuration.azure-api.net\n",
     )
     .unwrap();
-    let r = run();
+    let r = host.cron(&command);
+    assert!(r.ok, "{r:?}");
+    assert!(r.stderr.starts_with("error: EmptyToken: "), "{r:?}");
+    assert!(!prom.exists());
+    assert_eq!(std::fs::read_dir(&textfiles).unwrap().count(), 0);
+}
+
+#[test]
+fn the_monitoring_cron_line_publishes_the_secrets_expiry_under_crons_environment() {
+    let script = script("/usr/local/sbin/apim-gw1-metrics", "--form k8s-secret");
+    let host = Host::new();
+    let keys = tempfile::tempdir().unwrap();
+    let keys = keys.path().join("gw1.keys.json");
+    sample_keys(&keys, 0o600);
+    let textfiles = host.at("/var/lib/node_exporter/textfile_collector");
+    std::fs::create_dir_all(&textfiles).unwrap();
+    host.install(&script);
+    let command = cron_command("/usr/local/sbin/apim-gw1-metrics");
+    // kubectl, where Kubernetes' install instructions put it, prints the Secret the CronJob
+    // writes, or fails as for a Secret that does not exist.
+    let secret = host.at("/secret.json");
+    host.stand_in(
+        "/usr/local/bin/kubectl",
+        &format!(
+            "#!/bin/sh\n[ \"$*\" = 'get secret gw1-token -n apim -o json' ] || exit 64\n\
+             [ -f '{0}' ] || {{ echo 'Error from server (NotFound)' >&2; exit 1; }}\ncat '{0}'\n",
+            secret.display()
+        ),
+    );
+    let value = token(&keys, "20d");
+    std::fs::write(
+        &secret,
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "gw1-token", "namespace": "apim"},
+            "type": "Opaque",
+            "data": {"gateway-key": base64_encode(format!("GatewayKey {value}").as_bytes())},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let r = host.cron(&command);
+    assert!(r.ok && r.stdout.is_empty() && r.stderr.is_empty(), "{r:?}");
+    let prom = textfiles.join("apim_gw1.prom");
+    let want = apim_sas(
+        &[
+            "inspect",
+            "--output",
+            "prometheus",
+            "--label",
+            "env=prod",
+            "-",
+        ],
+        &value,
+    );
+    assert_eq!(std::fs::read_to_string(&prom).ok(), Some(want));
+    // No Secret to read: the metric disappears.
+    std::fs::remove_file(&secret).unwrap();
+    let r = host.cron(&command);
     assert!(r.ok, "{r:?}");
     assert!(!prom.exists());
     assert_eq!(std::fs::read_dir(&textfiles).unwrap().count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One expiry-alert threshold, below renew's window, in every guide and in everything the command
+// prints.
+
+/// What the real binary answers to `args`: its exit code, stdout and stderr.
+fn answer(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
+        .args(args)
+        .env_remove("APIM_SAS_KEY")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// `N` of `Nd` (a duration in whole days, as the guides and the command write windows).
+fn days(duration: &str) -> Option<u64> {
+    duration.strip_suffix('d')?.parse().ok()
+}
+
+/// A number as the guides write it: digits, or a word up to ten (`a week`, `five days`).
+fn number(word: &str) -> Option<u64> {
+    let words = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    ];
+    match word.to_ascii_lowercase().as_str() {
+        "a" | "an" => Some(1),
+        w => w
+            .parse()
+            .ok()
+            .or_else(|| words.iter().position(|n| *n == w).map(|n| n as u64)),
+    }
+}
+
+/// Each lead time a text states as `N days before`, `a week ahead of`, …, in days, whether it is
+/// said of renewal (`renews 7 days ahead of`, `renewed a week before`), and its line.
+fn lead_times(text: &str) -> Vec<(u64, bool, String)> {
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let words: Vec<String> = line
+            .split(|c: char| c.is_whitespace() || "`(),;:*".contains(c))
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        for at in 2..words.len() {
+            let ahead_of = words[at] == "ahead" && words.get(at + 1).is_some_and(|w| w == "of");
+            if words[at] != "before" && !ahead_of {
+                continue;
+            }
+            let unit = match words[at - 1].as_str() {
+                "day" | "days" => 1,
+                "week" | "weeks" => 7,
+                _ => continue,
+            };
+            if let Some(n) = number(&words[at - 2]) {
+                let of_renewal = at >= 3 && words[at - 3].starts_with("renew");
+                found.push((n * unit, of_renewal, line.trim().to_owned()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn one_alert_threshold_below_renews_window_in_every_guide_and_every_hint() {
+    // renew's window, as the command states its default.
+    let (code, renew_help, _) = answer(&["renew", "--help"]);
+    assert_eq!(code, 0);
+    let window = renew_help
+        .split("--renew-within")
+        .nth(1)
+        .and_then(|rest| rest.split("[default: ").nth(1))
+        .and_then(|rest| days(rest.split(']').next().unwrap()))
+        .expect("renew --help states --renew-within's default in days");
+    // The alert rule of the monitoring guide, and its threshold.
+    let rules: Value = markdown::blocks_of(
+        "docs/monitoring.md",
+        &markdown::document("docs/monitoring.md"),
+    )
+    .into_iter()
+    .filter(|b| b.info == "yaml" && b.text.contains("groups:"))
+    .map(|b| serde_norway::from_str(&b.text).unwrap())
+    .next()
+    .expect("the alert rules in docs/monitoring.md");
+    let expr = rules["groups"][0]["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| str_at(r, &["alert"]) == Some("ApimGatewayTokenExpiresSoon"))
+        .and_then(|r| str_at(r, &["expr"]))
+        .expect("the rule ApimGatewayTokenExpiresSoon")
+        .to_owned();
+    let threshold: u64 = expr
+        .strip_prefix("apim_sas_token_expiry_timestamp_seconds - time() < ")
+        .and_then(|n| n.strip_suffix("*86400"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not `… - time() < N*86400`: {expr}"));
+    assert!(
+        0 < threshold && threshold < window,
+        "the alert at {threshold} days would fire inside renew's own {window}-day window"
+    );
+
+    // The hint of `inspect --output prometheus --expires-within`, which names the rule.
+    let token = apim_sas(
+        &["mint", "--id", "gw1", "--keys", "examples/gw1.keys.json"],
+        "",
+    );
+    let hint = answer(&[
+        "inspect",
+        "--output",
+        "prometheus",
+        "--expires-within",
+        &format!("{threshold}d"),
+        token.trim(),
+    ]);
+    assert_eq!(
+        hint,
+        (
+            2,
+            String::new(),
+            format!(
+                "error: InvalidArgument: --expires-within: with --output prometheus, put the \
+                 window in the alert rule ({expr}: {threshold} days, below renew's {window}-day \
+                 --renew-within)\n"
+            )
+        )
+    );
+
+    // Every text: the guides, the README, every command's --help, and the hint.
+    let mut texts: Vec<(String, String)> = markdown::documents();
+    let (_, top, _) = answer(&["--help"]);
+    let commands: Vec<String> = top
+        .split("Commands:")
+        .nth(1)
+        .expect("--help lists the commands")
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.starts_with("   ")) // a wrapped description
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 6, "{commands:?}");
+    texts.push(("apim-sas --help".to_owned(), top));
+    for command in &commands {
+        let (code, help, _) = answer(&[command, "--help"]);
+        assert_eq!(code, 0, "{command} --help");
+        texts.push((format!("apim-sas {command} --help"), help));
+    }
+    texts.push(("the hint".to_owned(), hint.2));
+    for (name, text) in &texts {
+        // A PromQL threshold in days.
+        for (at, _) in text.match_indices("*86400") {
+            let n: String = text[..at]
+                .chars()
+                .rev()
+                .take_while(char::is_ascii_digit)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            assert_eq!(
+                n.parse::<u64>().ok(),
+                Some(threshold),
+                "{name}: an alert threshold of {n}*86400, not {threshold}*86400"
+            );
+        }
+        // `inspect --expires-within`, the check an alert script makes (renew has its own window).
+        for (at, _) in text.match_indices("--expires-within ") {
+            let value = text[at + "--expires-within ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
+            if value.starts_with(|c: char| c.is_ascii_digit()) {
+                assert_eq!(
+                    days(value),
+                    Some(threshold),
+                    "{name}: --expires-within {value}, not {threshold}d"
+                );
+            }
+        }
+        // A lead time in prose: the alert's, or renew's window where it is said of renewal.
+        for (lead, of_renewal, line) in lead_times(text) {
+            assert!(
+                lead == threshold || (lead == window && of_renewal),
+                "{name}: {lead} days ahead, where the alert fires at {threshold} and renew \
+                 renews at {window}: {line}"
+            );
+        }
+    }
+    // The monitoring guide and the README state the alert's lead time.
+    for name in ["docs/monitoring.md", "README.md"] {
+        let text = markdown::document(name);
+        assert!(
+            lead_times(&text)
+                .iter()
+                .any(|(lead, of_renewal, _)| *lead == threshold && !of_renewal),
+            "{name} does not say the alert fires {threshold} days ahead"
+        );
+    }
+}
+
+#[test]
+fn the_lead_times_are_read_from_prose() {
+    assert_eq!(
+        lead_times(
+            "One fires a week before a token lapses.\n5 days before; `7d` ahead\n\
+             Renewal seven days ahead of expiry; a token 29 days ahead\n"
+        ),
+        [
+            (
+                7,
+                false,
+                "One fires a week before a token lapses.".to_owned()
+            ),
+            (5, false, "5 days before; `7d` ahead".to_owned()),
+            (
+                7,
+                true,
+                "Renewal seven days ahead of expiry; a token 29 days ahead".to_owned()
+            )
+        ]
+    );
+    assert_eq!(days("5d"), Some(5));
+    assert_eq!(days("5h"), None);
+}
+
+#[test]
+fn the_readmes_jobs_name_files_their_guides_use() {
+    let readme = markdown::document("README.md");
+    let mut checked = 0;
+    for row in readme.lines().filter(|l| l.starts_with("| ")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        if cells.len() != 3 {
+            continue;
+        }
+        let guides: Vec<String> = link_targets(cells[2])
+            .into_iter()
+            .map(|(_, target)| target.split('#').next().unwrap().to_owned())
+            .filter(|t| t.ends_with(".md"))
+            .collect();
+        let command = cells[1];
+        for word in command.split(|c: char| c.is_whitespace() || c == '`') {
+            let file = [".json", ".toml", ".txt", ".env", ".yaml"]
+                .iter()
+                .any(|ext| word.ends_with(ext));
+            if !file {
+                continue;
+            }
+            assert!(
+                guides
+                    .iter()
+                    .any(|g| markdown::document(g).contains(&format!(" {word}"))),
+                "README.md: {word} in `{command}`, which its guide {guides:?} never uses"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "{checked}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The library guide's example service, run as it says (`cargo run --example axum_guard`).
+
+#[test]
+fn the_axum_example_prints_the_expiry_as_every_output_does() {
+    use std::io::BufRead;
+    // Built into the directory this test was built in: this binary is `<dir>/<profile>/deps/…`.
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--offline", "--example", "axum_guard"])
+        .env("CARGO_TARGET_DIR", target)
+        .env("CARGO_TERM_COLOR", "never")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let mut child = Command::new(target.join("debug/examples/axum_guard"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut line = || lines.next().unwrap().unwrap();
+    let listening = line();
+    let try_line = line();
+    let addr: std::net::SocketAddr = listening
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{listening}"))
+        .parse()
+        .unwrap();
+    let header = try_line
+        .strip_prefix("try: curl -i -H 'Authorization: ")
+        .and_then(|rest| rest.split_once("' "))
+        .unwrap_or_else(|| panic!("{try_line}"))
+        .0
+        .to_owned();
+    let reply = common::http::Conn::open(addr).send(&common::http::authorized("/", &header));
+    let _ = child.kill();
+    let _ = child.wait();
+    let inspected: serde_json::Value =
+        serde_json::from_str(&apim_sas(&["inspect", "--output", "json", &header], "")).unwrap();
+    let expiry = inspected["expiry"].as_str().unwrap();
+    assert!(expiry.ends_with('Z'), "{expiry}");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.text(),
+        format!("hello gw1 (signed with the primary key, compact form, expires {expiry})\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ values, every mint refusal).
 Examples:
   apim-sas mint --id gw1 --keys gw1.keys.json --ttl 29d
   apim-sas verify --id gw1 --keys gw1.keys.json 'gw1&202605200044&…'
-  apim-sas inspect --expires-within 7d - < token.txt")]
+  apim-sas inspect --expires-within 5d - < token.txt")]
 pub(crate) struct Cli {
     /// The instant to use as now, RFC 3339 (for tests and reproducible runs)
     #[arg(long, global = true, value_name = "RFC3339")]
@@ -73,8 +73,9 @@ Examples:
 Examples:
   apim-sas inspect 'GatewayKey gw1&202605200044&…'
 
-  # Monitoring or a renewal CronJob: exit 1 when the token expires within 7 days
-  apim-sas inspect --expires-within 7d - < token.txt || renew")]
+  # For an alert: exit 1 when the token expires within 5 days. renew renews 7 days ahead, so
+  # this means renewal has stopped.
+  apim-sas inspect --expires-within 5d - < token.txt")]
     Inspect(InspectArgs),
 
     /// Rewrite a token in the other form, keeping its signature (no key needed)
@@ -97,10 +98,10 @@ deploy hook fails (it runs again on the next run).
 
 Examples:
   # A token file (\"GatewayKey <token>\" and a newline), renewed a week before it expires:
-  apim-sas renew --id gw1 --keys gw1.keys.json --file /etc/apim/gw1.token
+  apim-sas renew --id gw1 --keys gw1.keys.json --file /etc/apim-sas/gw1.token
 
   # A Docker env file (its other lines kept); restart the gateway only when the token changed:
-  apim-sas renew --id gw1 --keys gw1.keys.json --file /etc/apim/gw1.env --form docker-env \\
+  apim-sas renew --id gw1 --keys gw1.keys.json --file /etc/apim-sas/gw1.env --form docker-env \\
       --deploy-hook 'systemctl restart apim-gw1.service'
 
   # A Kubernetes Secret as kubectl prints it; apply it and roll the gateway when renewed:

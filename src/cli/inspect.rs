@@ -110,12 +110,15 @@ pub(crate) fn run(args: InspectArgs, now: DateTime<Utc>) -> Result<u8, Failure> 
     }
     if prometheus && args.expires_within.is_some() {
         // The metric is the expiry itself; the window belongs in the alert rule, and an exit 1
-        // would stop the usual `… > tmp && mv tmp x.prom` from publishing it.
+        // would stop the usual `… > tmp && mv tmp x.prom` from publishing it. The rule is
+        // docs/monitoring.md's: 5 days, below renew's window, or it fires for tokens renew is
+        // about to renew.
         return Err(Failure::invocation(
             ErrorKind::InvalidArgument,
             "expiresWithin",
             "--expires-within: with --output prometheus, put the window in the alert rule \
-             (apim_sas_token_expiry_timestamp_seconds - time() < 7*86400)",
+             (apim_sas_token_expiry_timestamp_seconds - time() < 5*86400: 5 days, below renew's \
+             7-day --renew-within)",
         ));
     }
     let labels = labels(&args.labels)?;

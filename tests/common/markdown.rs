@@ -120,3 +120,22 @@ pub fn blocks_in(language: &str) -> Vec<Block> {
         .filter(|b| b.info == language)
         .collect()
 }
+
+/// The marks `<!-- test: WHAT -->` put on the line before a fenced block: `run` (a recipe run
+/// from the repository root), `cron` (an `/etc/cron.d` file, each entry run as cron runs it).
+pub const TEST_MARKS: [&str; 2] = ["run", "cron"];
+
+/// The fenced blocks of every document whose line before is `<!-- test: WHAT -->`.
+pub fn blocks_marked(what: &str) -> Vec<Block> {
+    let mark = format!("<!-- test: {what} -->");
+    documents()
+        .iter()
+        .flat_map(|(file, text)| {
+            let lines: Vec<&str> = text.lines().collect();
+            blocks_of(file, text)
+                .into_iter()
+                .filter(|b| b.line >= 2 && lines[b.line - 2].trim() == mark)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
