@@ -135,15 +135,21 @@ fn a_lifetime_over_the_cap_names_the_flag_not_a_library_call() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     private(d, "gw1.key", KEY);
-    let ran = run(apim().current_dir(d).args([
-        "mint",
-        "--id",
-        "gw1",
-        "--key-file",
-        "gw1.key",
-        "--ttl",
-        "31d",
-    ]));
+    let mint_31d = |extra: &[&str]| {
+        run(apim()
+            .current_dir(d)
+            .args([
+                "mint",
+                "--id",
+                "gw1",
+                "--key-file",
+                "gw1.key",
+                "--ttl",
+                "31d",
+            ])
+            .args(extra))
+    };
+    let ran = mint_31d(&[]);
     assert_eq!(ran.code, 2);
     assert_eq!(
         ran.stderr,
@@ -151,34 +157,14 @@ fn a_lifetime_over_the_cap_names_the_flag_not_a_library_call() {
          (30d) ahead of now (2026-04-21T00:00:00Z); a longer lifetime needs --max-lifetime (a \
          duration, or none)\n"
     );
-    let ran = run(apim().current_dir(d).args([
-        "mint",
-        "--id",
-        "gw1",
-        "--key-file",
-        "gw1.key",
-        "--ttl",
-        "31d",
-        "--output",
-        "json",
-    ]));
+    let ran = mint_31d(&["--output", "json"]);
     assert_eq!(ran.code, 2);
     let json: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
     let message = json["error"]["message"].as_str().unwrap();
     assert!(message.ends_with("needs --max-lifetime (a duration, or none)"));
     assert!(!message.contains("Policy"), "{message}");
     // With the flag, the same lifetime mints.
-    let ran = run(apim().current_dir(d).args([
-        "mint",
-        "--id",
-        "gw1",
-        "--key-file",
-        "gw1.key",
-        "--ttl",
-        "31d",
-        "--max-lifetime",
-        "90d",
-    ]));
+    let ran = mint_31d(&["--max-lifetime", "90d"]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
 }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use apim_sas::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use apim_sas::layer::error_body;
+use apim_sas::Verifier;
 use ngx::ffi::{
     ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_phases,
     ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_phases_NGX_HTTP_REWRITE_PHASE,
@@ -94,6 +95,20 @@ unsafe extern "C" fn subrequest_handler(r: *mut ngx_http_request_t) -> ngx_int_t
     })
 }
 
+/// The request's location configuration and its verifier, where `apim_sas on`.
+///
+/// # Safety
+/// `r` is a live request.
+// SAFETY: unsafe because it dereferences `r`; sound when `r` is live. Its location configuration
+// of this module was merged by `merge_loc_conf` and lives (with its verifier) as long as the
+// cycle, longer than the request.
+unsafe fn guarded<'r>(r: *mut ngx_http_request_t) -> Option<(&'r LocConf, *const Verifier)> {
+    // SAFETY: as the function's contract.
+    let lcf: &'r LocConf = unsafe { Module::location_conf(&*r) }?;
+    let verifier = lcf.verifier.as_ref()?;
+    Some((lcf, Arc::as_ptr(verifier)))
+}
+
 /// The main request's decision (in the access phase).
 ///
 /// # Safety
@@ -105,13 +120,9 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
     // `merge_loc_conf`, and lives (with its verifier) as long as the cycle, longer than the
     // request.
     unsafe {
-        let Some(lcf) = Module::location_conf(&*r) else {
+        let Some((lcf, decided_by)) = guarded(r) else {
             return NGX_DECLINED as ngx_int_t;
         };
-        let Some(verifier) = &lcf.verifier else {
-            return NGX_DECLINED as ngx_int_t;
-        };
-        let decided_by = Arc::as_ptr(verifier);
         // Back in the access phase after an internal redirect: the same keys, settings and
         // header decide the same.
         let mut earlier = verdict::find(r);
@@ -126,15 +137,7 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
         let Some(verdict) = verify(r, lcf) else {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         };
-        let decision = Decision {
-            verdict,
-            verifier: decided_by,
-            decided_in: lcf,
-            location: lcf,
-            replacing: false,
-            ended: false,
-        };
-        if verdict::record(r, earlier, decision).is_none() {
+        if verdict::record(r, earlier, Decision::new(verdict, decided_by, lcf)).is_none() {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         }
         answer(r, verdict)
@@ -152,24 +155,13 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
 unsafe fn decide_subrequest(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: as `decide`.
     unsafe {
-        let Some(lcf) = Module::location_conf(&*r) else {
-            return NGX_DECLINED as ngx_int_t;
-        };
-        let Some(verifier) = &lcf.verifier else {
+        let Some((lcf, decided_by)) = guarded(r) else {
             return NGX_DECLINED as ngx_int_t;
         };
         let Some(verdict) = verify(r, lcf) else {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         };
-        let decision = Decision {
-            verdict,
-            verifier: Arc::as_ptr(verifier),
-            decided_in: lcf,
-            location: lcf,
-            replacing: false,
-            ended: false,
-        };
-        if verdict::record_subrequest(r, decision).is_none() {
+        if verdict::record_subrequest(r, Decision::new(verdict, decided_by, lcf)).is_none() {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         }
         match answer(r, verdict) {

@@ -51,6 +51,18 @@ pub(crate) struct Decision {
 }
 
 impl Decision {
+    /// The decision `verifier` reached on the token of `location`'s header, in `location`.
+    pub(crate) fn new(verdict: Verdict, verifier: *const Verifier, location: &LocConf) -> Decision {
+        Decision {
+            verdict,
+            verifier,
+            decided_in: location,
+            location,
+            replacing: false,
+            ended: false,
+        }
+    }
+
     /// Whether this decision holds for a request now in `location`, verified by `verifier`: the
     /// same keys and settings (one verifier per distinct setting) reading the same header.
     ///
