@@ -65,7 +65,7 @@ use envoy_types::pb::google::rpc;
 use http::header::{HeaderName, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Uri};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind, Target};
 use crate::layer::{no_token_header, repeated_token_header, GatewayIdentity, SharedVerifier};
 use crate::layer::{Config, VerifyLayer};
 
@@ -118,6 +118,27 @@ impl ExtAuthz {
             Ok(identity) => allowed(identity),
             Err(error) => self.refused(error),
         }
+    }
+
+    /// The denial of a Check whose `CheckRequest` was not read, for a server that reads the gRPC
+    /// message itself within bounds (as `apim-sas serve` does: a message over its size limit, or
+    /// not whole by its deadline). `MalformedToken` with `reason` as its message, answered as
+    /// every refusal is (UNAUTHENTICATED and the layer's 401, byte for byte), and told to the
+    /// observer as a request for `GET /`, the client's own request being unknown.
+    ///
+    /// A denial rather than an RPC error: where Envoy has `failure_mode_allow: true`, an RPC
+    /// error lets the client's request through. `reason` is in the body Envoy answers the client
+    /// with: say what was not read and why (`"token: the CheckRequest is over 1 MiB"`), never
+    /// bytes of the request.
+    pub fn unread(&self, reason: &'static str) -> CheckResponse {
+        let error = Error::token(ErrorKind::MalformedToken, Target::Token, reason);
+        let config = self.config();
+        if config.observed() {
+            // A verdict with nothing to verify: timed and counted as every Check is.
+            let verdict = config.verdict(|| Err(error.clone()));
+            config.observe(&verdict, &Method::GET, &Uri::from_static("/"));
+        }
+        self.refused(&error)
     }
 
     /// The refusal of `error`: UNAUTHENTICATED, and the 401 the layer would answer.
@@ -424,6 +445,65 @@ mod tests {
                     "/orders".to_owned()
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_request_not_read_is_denied_and_observed_as_every_refusal() {
+        use crate::layer::Verification;
+        use crate::{Policy, Verifier};
+        use std::sync::{Arc, Mutex};
+
+        let seen: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        let layer = VerifyLayer::new(SharedVerifier::new(Verifier::new(Policy::default())))
+            .with_observer(move |v: &Verification<'_>| {
+                let code = v.result.map_or_else(|e| e.code(), |_| "valid");
+                log.lock().unwrap().push((
+                    code.to_owned(),
+                    v.method.to_string(),
+                    v.uri.path().to_owned(),
+                ));
+            });
+        let authz = ExtAuthz::from(layer);
+        let response = authz.unread("token: the CheckRequest is over 1 MiB");
+        let unknown_token = authz.check_response(&request(&[("authorization", "x")], None));
+        let status = response.status.as_ref().unwrap();
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (UNAUTHENTICATED, "token: the CheckRequest is over 1 MiB")
+        );
+        let (Some(HttpResponse::DeniedResponse(denied)), Some(HttpResponse::DeniedResponse(other))) =
+            (&response.http_response, &unknown_token.http_response)
+        else {
+            panic!("{response:?} {unknown_token:?}");
+        };
+        assert_eq!(denied.status.as_ref().map(|s| s.code), Some(401));
+        assert_eq!(
+            denied.body,
+            r#"{"error":{"code":"MalformedToken","message":"token: the CheckRequest is over 1 MiB","target":"token"}}"#
+        );
+        let header = |d: &DeniedHttpResponse, i: usize| {
+            let h = d.headers[i].header.as_ref().unwrap();
+            (h.key.clone(), h.value.clone())
+        };
+        assert_eq!(
+            header(denied, 0),
+            (
+                "www-authenticate".to_owned(),
+                r#"SharedAccessSignature error="MalformedToken""#.to_owned()
+            )
+        );
+        // Built as every other refusal: the same headers, in the same fields.
+        assert_eq!(denied.headers.len(), other.headers.len());
+        assert_eq!(denied.headers[1], other.headers[1]);
+        assert_eq!(
+            seen.lock().unwrap()[0],
+            (
+                "MalformedToken".to_owned(),
+                "GET".to_owned(),
+                "/".to_owned()
+            )
         );
     }
 

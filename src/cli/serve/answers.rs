@@ -15,7 +15,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use super::grpc::{is_grpc, Grpc, GrpcBody, GrpcFuture};
+use super::grpc::{is_grpc, Connection, Grpc, GrpcBody, GrpcFuture};
 use super::metrics::{wants_openmetrics, Metrics};
 use super::reload::Reloader;
 
@@ -77,16 +77,19 @@ pub(super) struct App {
 #[derive(Clone)]
 pub(super) struct Routes(pub(super) Arc<App>);
 
-impl hyper::service::Service<Request<Incoming>> for Routes {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Answer;
-
-    fn call(&self, request: Request<Incoming>) -> Answer {
+impl Routes {
+    /// The answer to `request`, on the connection whose requests share `connection`.
+    pub(super) fn answer(
+        &self,
+        request: Request<Incoming>,
+        connection: &Arc<Connection>,
+    ) -> Answer {
         let app = &self.0;
         if is_grpc(&request) {
-            return Answer::Grpc(app.grpc.call(request));
+            return Answer::Grpc(app.grpc.call(request, connection));
         }
+        // Every HTTP answer is ready at once, its body never read.
+        connection.answer();
         let path = request.uri().path();
         if path == "/verify" || path.starts_with("/verify/") {
             if !app.ready.ready.load(Ordering::Acquire) {

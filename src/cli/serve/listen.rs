@@ -3,10 +3,23 @@
 //! One port speaks HTTP/1.1 (forward-auth) and HTTP/2 cleartext (gRPC, Envoy's ext_authz): each
 //! connection is told apart by its first bytes (HTTP/2's connection preface, with prior
 //! knowledge, as Envoy's gRPC clusters connect), and both share the limits below.
+//!
+//! - At most `--max-connections` open (2,048 by default); a client stopped inside what could be
+//!   HTTP/2's preface is closed after `--head-timeout`.
+//! - HTTP/1.1: a request head over 16 KiB is `431`, and a connection that moves no byte for
+//!   `--idle-timeout` (75 s) is closed.
+//! - HTTP/2: at most 100 streams open on a connection ([`MAX_STREAMS`]; a client that opens more
+//!   has them refused, RST_STREAM REFUSED_STREAM), headers of 16 KiB each at most, and flow-control
+//!   windows of 256 KiB a stream and 1 MiB a connection: the most HTTP/2 holds of a connection's
+//!   bytes before serve reads them. What gRPC messages may hold once read, and how long a call
+//!   may take to send one, is `grpc.rs`'s. Progress on HTTP/2 is a request answered, not a byte
+//!   moved (PINGs, WINDOW_UPDATEs and streams that never finish move bytes): a connection that
+//!   has none answered for `--idle-timeout` gets GOAWAY, its calls in flight end within their
+//!   deadline, and it is closed 6 s after the GOAWAY at most, whatever the client sends.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -15,10 +28,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::answers::Routes;
+use super::grpc::{Connection, DEADLINE};
 
 /// The largest request head read: anything longer is answered `431`.
 pub(super) const MAX_HEAD: usize = 16 * 1024;
@@ -33,6 +47,23 @@ pub(super) const MAX_HEADERS: usize = 256;
 /// The most header bytes an HTTP/2 request may carry (HPACK-decoded, as HTTP/2 counts them): as
 /// an HTTP/1.1 head. A gRPC Check carries the client's headers in its message, not here.
 const MAX_HEADER_LIST: u32 = MAX_HEAD as u32;
+
+/// The most streams an HTTP/2 connection may have open at once: what HTTP/2 recommends at least
+/// (RFC 9113, 6.5.2), half of hyper's default. Envoy opens another connection when its streams
+/// are all taken, and `grpc.rs`'s budgets bound what their messages hold.
+pub(super) const MAX_STREAMS: u32 = 100;
+
+/// How many bytes an HTTP/2 client may send on one stream before serve has read them: a Check
+/// with Envoy's largest default headers goes in one flight.
+const STREAM_WINDOW: u32 = 256 * 1024;
+
+/// How many bytes an HTTP/2 client may send on all its streams together before serve has read
+/// them: what HTTP/2 may hold of one connection's unread bytes.
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+
+/// How long an HTTP/2 connection closed for want of progress has, after its GOAWAY, to end its
+/// calls in flight (each ends within the Check's deadline) before it is closed anyway.
+const GOAWAY_GRACE: Duration = Duration::from_secs(DEADLINE.as_secs() + 1);
 
 /// What bounds the connections: how many may be open, and how long one may make no progress.
 #[derive(Debug, Clone, Copy)]
@@ -82,25 +113,30 @@ pub(super) fn max_connections(asked: Option<usize>, fd_limit: Option<u64>) -> us
 /// HTTP/2's connection preface: a connection that starts with it speaks HTTP/2 (gRPC).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// A connection's socket, counting its progress: every read or write that moved a byte. It also
-/// watches the first bytes until they tell HTTP/1.1 from HTTP/2 (`told`): hyper's head timeout
-/// only starts once they have, so a client that stops inside a preface is closed by
+/// What a connection's first bytes told ([`Progress::sniff`]).
+const UNTOLD: u8 = 0;
+const HTTP1: u8 = 1;
+const HTTP2: u8 = 2;
+
+/// A connection's socket, counting its bytes: every read or write that moved one. It also
+/// watches the first bytes until they tell HTTP/1.1 from HTTP/2 (`protocol`): hyper's head
+/// timeout only starts once they have, so a client that stops inside a preface is closed by
 /// [`untold`] instead.
 struct Progress<T> {
     inner: T,
     moved: Arc<AtomicU64>,
     /// How many bytes of the preface came so far; `None` once the protocol is told.
     preface: Option<usize>,
-    told: Arc<AtomicBool>,
+    protocol: Arc<AtomicU8>,
 }
 
 impl<T> Progress<T> {
-    fn new(inner: T, moved: Arc<AtomicU64>, told: Arc<AtomicBool>) -> Progress<T> {
+    fn new(inner: T, moved: Arc<AtomicU64>, protocol: Arc<AtomicU8>) -> Progress<T> {
         Progress {
             inner,
             moved,
             preface: Some(0),
-            told,
+            protocol,
         }
     }
 
@@ -109,20 +145,24 @@ impl<T> Progress<T> {
         let Some(seen) = self.preface else { return };
         let rest = H2_PREFACE.get(seen..).unwrap_or_default();
         let n = read.len().min(rest.len());
-        if read.get(..n) != rest.get(..n) || seen + n == H2_PREFACE.len() {
-            self.preface = None;
-            self.told.store(true, Ordering::Relaxed);
+        let told = if read.get(..n) != rest.get(..n) {
+            HTTP1
+        } else if seen + n == H2_PREFACE.len() {
+            HTTP2
         } else {
             self.preface = Some(seen + n);
-        }
+            return;
+        };
+        self.preface = None;
+        self.protocol.store(told, Ordering::Relaxed);
     }
 }
 
 /// Returns if the connection's first bytes have not told its protocol within `timeout` (a client
 /// stopped inside what could be HTTP/2's preface); never once they have.
-async fn untold(told: Arc<AtomicBool>, timeout: Duration) {
+async fn untold(protocol: Arc<AtomicU8>, timeout: Duration) {
     tokio::time::sleep(timeout).await;
-    if told.load(Ordering::Relaxed) {
+    if protocol.load(Ordering::Relaxed) != UNTOLD {
         std::future::pending::<()>().await;
     }
 }
@@ -184,14 +224,25 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Progress<T> {
     }
 }
 
-/// Returns once the connection has moved no byte for a whole `idle` period: an idle keep-alive
-/// connection, or a client that does not read its answers. So a connection is closed between
-/// `idle` and twice `idle` after its last progress.
-async fn stalled(moved: Arc<AtomicU64>, idle: Duration) {
-    let mut seen = moved.load(Ordering::Relaxed);
+/// Returns once the connection has made no progress for a whole `idle` period, so between `idle`
+/// and twice `idle` after its last. On HTTP/1.1 progress is a byte moved: an idle keep-alive
+/// connection, or a client that does not read its answers, makes none. On HTTP/2 it is a request
+/// answered ([`Connection::progress`]): PINGs, WINDOW_UPDATEs and streams that never finish their
+/// message move bytes, and are none.
+async fn stalled(
+    moved: Arc<AtomicU64>,
+    protocol: Arc<AtomicU8>,
+    connection: Arc<Connection>,
+    idle: Duration,
+) {
+    let progress = || match protocol.load(Ordering::Relaxed) {
+        HTTP2 => (HTTP2, connection.progress()),
+        told => (told, moved.load(Ordering::Relaxed)),
+    };
+    let mut seen = progress();
     loop {
         tokio::time::sleep(idle).await;
-        let now = moved.load(Ordering::Relaxed);
+        let now = progress();
         if now == seen {
             return;
         }
@@ -238,13 +289,16 @@ pub(super) async fn accept(
         .max_headers(MAX_HEADERS)
         // A client that shuts down its side after its request still gets the answer.
         .half_close(true);
-    // HTTP/2: hyper's defaults (200 streams per connection, flow-control windows) otherwise; a
-    // connection that moves no byte is closed by the idle timeout as an HTTP/1.1 one is.
+    // HTTP/2's bounds set here rather than left to hyper's defaults, which may change.
     http.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_LIST);
+        .max_header_list_size(MAX_HEADER_LIST)
+        .max_concurrent_streams(MAX_STREAMS)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW);
     let http = Arc::new(http);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Told to every connection at SIGTERM; dropped by each as it closes (then all have).
+    let (drain, draining) = watch::channel(());
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut errors = AcceptErrors {
         last: None,
@@ -268,26 +322,14 @@ pub(super) async fn accept(
         match accepted {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                let moved = Arc::new(AtomicU64::new(0));
-                let told = Arc::new(AtomicBool::new(false));
-                let io = Progress::new(stream, Arc::clone(&moved), Arc::clone(&told));
-                let head_timeout = limits.head_timeout;
-                let http = Arc::clone(&http);
-                let routes = routes.clone();
-                let watcher = graceful.watcher();
-                let idle = limits.idle_timeout;
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    let connection = watcher.watch(http.serve_connection(TokioIo::new(io), routes));
-                    tokio::select! {
-                        // Timeouts, resets, heads too large (answered 431): the client's doing.
-                        closed = connection => if let Err(e) = closed {
-                            debug!(error = %e, "connection closed");
-                        },
-                        () = stalled(moved, idle) => debug!("connection closed: no progress"),
-                        () = untold(told, head_timeout) => debug!("connection closed: no protocol within the head timeout"),
-                    }
-                });
+                tokio::spawn(serve(
+                    stream,
+                    Arc::clone(&http),
+                    routes.clone(),
+                    limits,
+                    draining.clone(),
+                    slot,
+                ));
             }
             Err(e) => {
                 // Out of file descriptors, say: wait rather than spin.
@@ -297,9 +339,72 @@ pub(super) async fn accept(
         }
     }
     drop(listener);
+    drop(draining);
+    let _ = drain.send(());
     tokio::select! {
-        () = graceful.shutdown() => info!("drained"),
+        () = drain.closed() => info!("drained"),
         () = tokio::time::sleep(limits.drain) => warn!("drain deadline passed; closing the connections left"),
+    }
+}
+
+/// Serves one connection until it closes, or until it is closed: for want of progress, for want
+/// of a protocol, or at the drain's end. `draining` fires at SIGTERM; it is held until the
+/// connection is closed, so that the drain can wait for it.
+async fn serve(
+    stream: tokio::net::TcpStream,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    routes: Routes,
+    limits: Limits,
+    mut draining: watch::Receiver<()>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let moved = Arc::new(AtomicU64::new(0));
+    let protocol = Arc::new(AtomicU8::new(UNTOLD));
+    let shared = Arc::new(Connection::new());
+    let io = Progress::new(stream, Arc::clone(&moved), Arc::clone(&protocol));
+    let service = {
+        let shared = Arc::clone(&shared);
+        hyper::service::service_fn(move |request| routes.answer(request, &shared))
+    };
+    let connection = http.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let stalled = stalled(moved, Arc::clone(&protocol), shared, limits.idle_timeout);
+    tokio::pin!(stalled);
+    let untold = untold(Arc::clone(&protocol), limits.head_timeout);
+    tokio::pin!(untold);
+    let mut drained = false;
+    loop {
+        tokio::select! {
+            // Timeouts, resets, heads too large (answered 431): the client's doing.
+            closed = connection.as_mut() => {
+                if let Err(e) = closed {
+                    debug!(error = %e, "connection closed");
+                }
+                return;
+            }
+            // SIGTERM: no new request; those in flight are answered (HTTP/2: GOAWAY).
+            _ = draining.changed(), if !drained => {
+                drained = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = &mut stalled => break,
+            () = &mut untold => {
+                debug!("connection closed: no protocol within the head timeout");
+                return;
+            }
+        }
+    }
+    if protocol.load(Ordering::Relaxed) != HTTP2 {
+        debug!("connection closed: no progress");
+        return;
+    }
+    // HTTP/2: GOAWAY, so that the client opens no stream here and knows which were answered;
+    // those in flight end within their deadline, and the connection is closed after the grace
+    // whatever the client still sends.
+    connection.as_mut().graceful_shutdown();
+    match tokio::time::timeout(GOAWAY_GRACE, connection.as_mut()).await {
+        Ok(_) => debug!("HTTP/2 connection closed: no progress (GOAWAY)"),
+        Err(_) => debug!("HTTP/2 connection closed: no progress, nor close after GOAWAY"),
     }
 }
 

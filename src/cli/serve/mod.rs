@@ -89,8 +89,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N|off", default_value = "1024")]
     pub(crate) cache: String,
 
-    /// How long a connection may move no byte (an idle keep-alive connection, a client that does
-    /// not read its answers) before it is closed
+    /// How long a connection may make no progress before it is closed: on HTTP/1.1 move no byte
+    /// (an idle keep-alive connection, a client that does not read its answers), on HTTP/2 have
+    /// no request answered (PINGs and unfinished streams are not progress)
     #[arg(long, value_name = "DUR", default_value = "75s")]
     pub(crate) idle_timeout: String,
 
