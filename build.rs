@@ -10,13 +10,14 @@
 //!
 //! Rebuilt when this file, `CI`, `PATH` or `APIM_SAS_TEST_SKIP` change, and when a package is
 //! installed (`/var/lib/dpkg/status`). The scripts that make the venvs under target/
-//! (`.ci/deps/grpc.sh`, `.ci/deps/k8s-validate.sh`) `touch build.rs` when they are done.
+//! (`.ci/deps/grpc.sh`, `.ci/deps/envoy.sh`, `.ci/deps/k8s-validate.sh`) `touch build.rs` when
+//! they are done.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Every cfg this script may emit, all declared for `check-cfg`.
-const SKIPS: [&str; 15] = [
+const SKIPS: [&str; 16] = [
     "skip_bash",            // tests/completions.rs
     "skip_bash_completion", // tests/completions.rs (/usr/share/bash-completion/bash_completion)
     "skip_fish",            // tests/completions.rs
@@ -28,6 +29,7 @@ const SKIPS: [&str; 15] = [
     "skip_chattr",          // tests/renew.rs: `chattr +i` works in the temporary directory
     "skip_k8s_validate",    // tests/renew_secret.rs (kubernetes-validate)
     "skip_grpc_venv",       // tests/grpc.rs (target/grpc-venv from .ci/deps/grpc.sh)
+    "skip_envoy",           // tests/envoy.rs (target/envoy-venv from .ci/deps/envoy.sh)
     "skip_python3",         // tests/serve_hostile.rs
     "skip_mkfifo",          // tests/serve_hostile.rs
     "skip_nofile",          // tests/serve_hostile.rs: a hard limit of open files under 1,200
@@ -96,6 +98,8 @@ fn main() {
     );
     // .ci/deps/grpc.sh writes the stamp last, once the packages import.
     missing("grpc_venv", !root.join("target/grpc-venv/.pins").is_file());
+    // .ci/deps/envoy.sh writes the stamp last, once the binary reports the pinned version.
+    missing("envoy", !root.join("target/envoy-venv/.pins").is_file());
     missing("python3", !on_path("python3"));
     missing("mkfifo", !on_path("mkfifo"));
     missing("nofile", hard_nofile().is_some_and(|n| n < NOFILE));
