@@ -100,6 +100,11 @@ fn verify(c: &mut Criterion) {
                 .key_type()
         })
     });
+    // The cache turned off: the same path as no cache setting.
+    let off = verifier.clone().with_cache(0);
+    group.bench_function("valid_compact_cache_off", |b| {
+        b.iter(|| off.verify(black_box(&valid), now()).unwrap().key_type())
+    });
     let uid = UntrustedToken::parse(&valid)
         .unwrap()
         .convert(Format::Uid)

@@ -306,7 +306,7 @@ fn slip(token: &str) -> Option<Error> {
         SLIP_PREFIX
     } else if starts("authorization:") {
         "token: it starts with the header name Authorization:; the token is the header's value"
-    } else if !token.contains('&') && token.to_ascii_lowercase().contains("%26") {
+    } else if !token.contains('&') && token.contains("%26") {
         "token: it looks URL-encoded (%26 where '&' belongs); decode it first"
     } else {
         return None;
