@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses its own part
 
 pub mod dockerfile;
+pub mod envoy;
 pub mod http;
 pub mod kubernetes;
 pub mod markdown;
