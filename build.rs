@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Every cfg this script may emit, all declared for `check-cfg`.
-const SKIPS: [&str; 17] = [
+const SKIPS: [&str; 18] = [
     "skip_bash",            // tests/completions.rs
     "skip_bash_completion", // tests/completions.rs (/usr/share/bash-completion/bash_completion)
     "skip_fish",            // tests/completions.rs
@@ -25,6 +25,7 @@ const SKIPS: [&str; 17] = [
     "skip_man",             // tests/docs.rs (man-db)
     "skip_nginx",           // tests/nginx.rs (/usr/sbin/nginx)
     "skip_haproxy",         // tests/haproxy.rs (/usr/sbin/haproxy, from .ci/deps/haproxy.sh)
+    "skip_caddy",           // tests/caddy.rs (/usr/bin/caddy, from .ci/deps/caddy.sh)
     "skip_root",            // tests/renew.rs, tests/renew_safety.rs: the tests are not root
     "skip_setpriv",         // tests/renew.rs, tests/renew_safety.rs (/usr/bin/setpriv)
     "skip_chattr",          // tests/renew.rs: `chattr +i` works in the temporary directory
@@ -85,6 +86,7 @@ fn main() {
     missing("man", !on_path("man"));
     missing("nginx", !Path::new("/usr/sbin/nginx").is_file());
     missing("haproxy", !Path::new("/usr/sbin/haproxy").is_file());
+    missing("caddy", !Path::new("/usr/bin/caddy").is_file());
     missing("root", !root_user);
     missing("setpriv", !Path::new("/usr/bin/setpriv").is_file());
     missing(
