@@ -38,6 +38,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command_line="$0 $*"
+bench=envoy.sh
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 rounds=${1:-3}
 duration=${2:-10s}
@@ -45,28 +48,10 @@ conns=${3:-32}
 pin=${PIN:-0}
 serve_args=${SERVE_ARGS:-}
 
-die() { echo "envoy.sh: $*" >&2; exit 1; }
-
 # --- tools ---------------------------------------------------------------------------------------
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-[[ -x /usr/sbin/nginx ]] || missing+=(nginx)
-if ((${#missing[@]})); then
-  sudo=(); [[ $EUID -ne 0 ]] && sudo=(sudo)
-  "${sudo[@]}" apt-get install -y "${missing[@]}" >/dev/null 2>&1 || {
-    "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y "${missing[@]}" >/dev/null; }
-fi
-nginx=/usr/sbin/nginx
-for tool in curl python3 taskset; do
-  command -v "$tool" >/dev/null || die "$tool is needed"
-done
-
-if [[ $pin == 1 ]]; then
-  load=(taskset -c 0) # the load generator
-  sut=(taskset -c 1)  # the system under test
-else
-  load=() sut=()
-fi
+install_wrk_and_nginx
+need curl python3 taskset
+placement
 
 # --- Envoy and apim-sas --------------------------------------------------------------------------
 if [[ -n ${ENVOY:-} ]]; then
@@ -85,12 +70,12 @@ fi
 "$bin" serve --help >/dev/null 2>&1 || die "$bin has no \`serve\`"
 
 # --- machine and command -------------------------------------------------------------------------
-echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
+machine
 echo "software: envoy $("$envoy" --version | sed -n 's/.*version: //p'), $("$nginx" -v 2>&1 | sed 's/.*version: //') (upstream), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 echo "apim-sas: $bin ($(stat -c %y "$bin" | cut -d. -f1))${serve_args:+, serve $serve_args}"
 echo "command: ${BIN:+BIN=$BIN }${ENVOY:+ENVOY=$ENVOY }${SERVE_ARGS:+SERVE_ARGS=\"$SERVE_ARGS\" }${PIN:+PIN=$PIN }$command_line" \
   "(rounds $rounds, duration $duration, wrk -t1 -c$conns)"
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) before the run: other work on this machine skews every figure; the ratios within a round are what count"
+load_average before
 
 # --- keys, tokens --------------------------------------------------------------------------------
 dir=$(mktemp -d)
@@ -104,18 +89,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-key() { head -c 48 /dev/urandom | base64 -w0; }
 printf '{"gw1":{"primary":"%s","secondary":"%s"}}\n' "$(key)" "$(key)" >"$dir/keystore.json"
 chmod 600 "$dir/keystore.json"
 token=$("$bin" mint --id gw1 --keystore "$dir/keystore.json" --ttl 29d --scheme gateway-key)
-# forged: one signature character changed (the last data character, so still canonical base64)
-sig=${token: -88}
-last=${sig:85:1}
-[[ $last == A ]] && swap=Q || swap=A
-forged="${token:0:${#token}-3}$swap=="
-[[ $forged != "$token" ]] || die "could not forge"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+forged=$(forge "$token")
 
 # --- the upstream (one nginx worker) and serve ---------------------------------------------------
 up_port=$(free_port)
@@ -152,13 +129,7 @@ pids+=("$upstream_master")
 "${sut[@]}" "$bin" serve --keystore "$dir/keystore.json" --listen 127.0.0.1:0 $serve_args 2>"$dir/serve.log" &
 serve_pid=$!
 pids+=("$serve_pid")
-serve_port=
-for _ in $(seq 100); do
-  serve_port=$(sed -n 's|.*listening on http://[^ ]*:\([0-9][0-9]*\).*|\1|p' "$dir/serve.log" | head -1)
-  [[ -n $serve_port ]] && break
-  sleep 0.1
-done
-[[ -n $serve_port ]] || { cat "$dir/serve.log" >&2; die "serve is not listening"; }
+serve_port=$(listening_port "$dir/serve.log")
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$serve_port/readyz" >/dev/null && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$serve_port/readyz" >/dev/null || { cat "$dir/serve.log" >&2; die "serve is not ready"; }
 upstream_worker=$(pgrep -P "$upstream_master" | head -1)
@@ -252,29 +223,12 @@ for v in "${vs[@]}"; do
 done
 
 # --- timing --------------------------------------------------------------------------------------
-cat >"$dir/report.lua" <<'EOF'
-wrk.headers["Authorization"] = os.getenv("APIM_BENCH_TOKEN")
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
-EOF
+write_report_lua "$dir/report.lua"
 export APIM_BENCH_TOKEN=$token
 
-ticks() { # utime + stime of processes, in clock ticks (all threads of each)
-  local t=0 pid
-  for pid in "$@"; do
-    t=$((t + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
-  done
-  echo "$t"
-}
 alive() { local pid; for pid in "$@"; do kill -0 "$pid" 2>/dev/null || return 1; done; }
-hz=$(getconf CLK_TCK)
 
 echo "round variant rps p50_us p99_us envoy_cpu_us serve_cpu_us total_cpu_us upstream_cpu_us wrk_share" >"$dir/results.txt"
-TIMEFORMAT='%U %S %R' # bash's `time`: wrk's own CPU
 n=${#vs[@]}
 for round in $(seq "$rounds"); do
   echo
@@ -283,23 +237,17 @@ for round in $(seq "$rounds"); do
   for k in $(seq 0 $((n - 1))); do
     v=${vs[$(((k + round - 1) % n))]}
     url=http://127.0.0.1:${port[$v]}/ok
-    "${load[@]}" wrk -t1 -c"$conns" -d1s -s "$dir/report.lua" "$url" >/dev/null # warm up
+    warm_up "$url"
     e0=$(ticks "${envoy_pid[$v]}")
     s0=0; [[ $v != a ]] && s0=$(ticks "$serve_pid")
     u0=$(ticks "$upstream_worker")
-    { time "${load[@]}" wrk -t1 -c"$conns" -d"$duration" --latency -s "$dir/report.lua" "$url" \
-      >"$dir/wrk.out"; } 2>"$dir/wrk.time"
+    timed_wrk "$url"
     alive "${envoy_pid[$v]}" "$serve_pid" "$upstream_worker" ||
       die "${label[$v]}: Envoy, serve or the upstream died while timing: $(tail -3 "$dir/$v/envoy.log")"
     e1=$(ticks "${envoy_pid[$v]}")
     s1=0; [[ $v != a ]] && s1=$(ticks "$serve_pid")
     u1=$(ticks "$upstream_worker")
-    out=$(cat "$dir/wrk.out")
-    read -r requests dur_us p50 p99 errors < <(sed -n 's/^RESULT //p' <<<"$out")
-    if ((errors > 0)); then
-      echo "$out" >&2
-      die "${label[$v]}: $errors errors or non-2xx answers while timing"
-    fi
+    wrk_result "${label[$v]}"
     line=$(python3 -c '
 import sys
 req, dur, p50, p99, et, st, ut, hz, wrk_time = sys.argv[1:]
@@ -308,7 +256,7 @@ req, dur, hz = int(req), int(dur), int(hz)
 rps = req / (dur / 1e6)
 per = lambda t: int(t) / hz / req * 1e6
 print(f"{rps:.0f} {p50} {p99} {per(et):.2f} {per(st):.2f} {per(et) + per(st):.2f} {per(ut):.2f} {(user + system) / real:.2f}")
-' "$requests" "$dur_us" "$p50" "$p99" $((e1 - e0)) $((s1 - s0)) $((u1 - u0)) "$hz" "$(tail -1 "$dir/wrk.time")")
+' "$requests" "$dur_us" "$p50" "$p99" $((e1 - e0)) $((s1 - s0)) $((u1 - u0)) "$hz" "$wrk_time")
     echo "$round $v $line" >>"$dir/results.txt"
     read -r rps p50 p99 ecpu scpu tcpu ucpu wshare <<<"$line"
     [[ $v == a ]] && scpu=-
@@ -326,7 +274,7 @@ done
 
 # --- summary -------------------------------------------------------------------------------------
 echo
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) after the run"
+load_average after
 python3 - "$dir/results.txt" "$duration" "$conns" "$pin" <<'PY'
 import statistics, sys
 from collections import defaultdict

@@ -58,6 +58,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command_line="$0 $*"
+bench=nginx.sh
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 rounds=${1:-3}
 duration=${2:-10s}
@@ -67,36 +70,13 @@ ntokens=${TOKENS:-1}
 prio=${NICE:-0}
 njs_so=/usr/lib/nginx/modules/ngx_http_js_module.so
 
-die() { echo "nginx.sh: $*" >&2; exit 1; }
-
 # --- tools ---------------------------------------------------------------------------------------
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-[[ -x /usr/sbin/nginx ]] || missing+=(nginx)
-[[ -e $njs_so ]] || missing+=(libnginx-mod-http-js)
-if ((${#missing[@]})); then
-  sudo=(); [[ $EUID -ne 0 ]] && sudo=(sudo)
-  "${sudo[@]}" apt-get install -y "${missing[@]}" >/dev/null 2>&1 || {
-    "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y "${missing[@]}" >/dev/null; }
-fi
-nginx=/usr/sbin/nginx
-for tool in curl python3 taskset; do
-  command -v "$tool" >/dev/null || die "$tool is needed"
-done
+install_wrk_and_nginx
+[[ -e $njs_so ]] || install_missing libnginx-mod-http-js
+need curl python3 taskset
 "$nginx" -V 2>&1 | grep -q -- --with-http_auth_request_module || die "this nginx has no auth_request module"
 [[ $ntokens =~ ^[1-9][0-9]*$ && $ntokens -le 40000 ]] || die "TOKENS is 1 to 40000"
-
-if [[ $pin == 1 ]]; then
-  load=(taskset -c 0) # the load generator
-  sut=(taskset -c 1)  # the system under test
-else
-  load=() sut=()
-fi
-if [[ $prio != 0 ]]; then
-  [[ $prio =~ ^-?[0-9]+$ ]] || die "NICE is a number"
-  load=(nice -n "$prio" "${load[@]}")
-  sut=(nice -n "$prio" "${sut[@]}")
-fi
+placement
 
 # --- the module and apim-sas ---------------------------------------------------------------------
 if [[ -n ${MODULE:-} ]]; then
@@ -118,13 +98,13 @@ fi
 "$bin" serve --help >/dev/null 2>&1 || die "$bin has no \`serve\`"
 
 # --- machine and command -------------------------------------------------------------------------
-echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
+machine
 echo "software: $("$nginx" -v 2>&1 | sed 's/.*version: //'), njs $(dpkg-query -W -f '${Version}' libnginx-mod-http-js 2>/dev/null || echo '?'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 echo "module: $module ($(stat -c %y "$module" | cut -d. -f1), sha256 $(sha256sum "$module" | cut -c1-12))"
 echo "apim-sas: $bin"
 echo "command: ${MODULE:+MODULE=$MODULE }${BIN:+BIN=$BIN }${TOKENS:+TOKENS=$TOKENS }${PIN:+PIN=$PIN }${NICE:+NICE=$NICE }$command_line" \
   "(rounds $rounds, duration $duration, wrk -t1 -c$conns)"
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) before the run: other work on this machine skews every figure; the ratios within a round are what count"
+load_average before
 
 # --- keys, tokens, files -------------------------------------------------------------------------
 dir=$(mktemp -d)
@@ -146,7 +126,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-key() { head -c 48 /dev/urandom | base64 -w0; }
 printf '{"gw1":{"primary":"%s","secondary":"%s"},"gw2":{"primary":"%s","secondary":"%s"}}\n' \
   "$(key)" "$(key)" "$(key)" "$(key)" >"$dir/keystore.json"
 chmod 600 "$dir/keystore.json" # the module's master and serve read it as root
@@ -160,12 +139,7 @@ expired=$(mint --now 2020-01-01T00:00:00Z --expiry 2020-01-02T00:00:00Z)
 echo '{"gw3":{"primary":"a-key-of-a-gateway-nobody-knows"}}' >"$dir/other.json"
 chmod 600 "$dir/other.json"
 unknown=$("$bin" mint --id gw3 --keystore "$dir/other.json" --ttl 1d --scheme gateway-key)
-# forged: one signature character changed (the last data character, so still canonical base64)
-sig=${token: -88}
-last=${sig:85:1}
-[[ $last == A ]] && swap=Q || swap=A
-forged="${token:0:${#token}-3}$swap=="
-[[ $forged != "$token" ]] || die "could not forge"
+forged=$(forge "$token")
 
 # TOKENS=N: N valid tokens of gw1, one expiry minute apart (29 days ahead and less), minted by
 # the library's CLI is too slow for thousands, so by Python; the sanity checks below try the first
@@ -188,18 +162,10 @@ printf 'ok\n' >"$dir/html/ok.txt" # 3 bytes
 cp "$dir/html/ok.txt" "$dir/html/id/ok.txt"
 chmod -R a+rX "$dir/html"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # --- apim-sas serve (d) --------------------------------------------------------------------------
 "${sut[@]}" "$bin" serve --keystore "$dir/keystore.json" --listen 127.0.0.1:0 2>"$dir/serve.log" &
 serve_pid=$!
-serve_port=
-for _ in $(seq 100); do
-  serve_port=$(sed -n 's|.*listening on http://[^ ]*:\([0-9][0-9]*\).*|\1|p' "$dir/serve.log" | head -1)
-  [[ -n $serve_port ]] && break
-  sleep 0.1
-done
-[[ -n $serve_port ]] || { cat "$dir/serve.log" >&2; die "serve is not listening"; }
+serve_port=$(listening_port "$dir/serve.log")
 
 # --- the nginx configurations --------------------------------------------------------------------
 # conf NAME PORT LOAD_MODULE HTTP SERVER: one nginx, one server; SERVER holds its locations
@@ -391,45 +357,11 @@ for v in "${vs[@]}"; do
 done
 
 # --- timing --------------------------------------------------------------------------------------
-cat >"$dir/report.lua" <<'EOF'
-local path = os.getenv("APIM_BENCH_TOKENS")
-local tokens = {}
-if path ~= nil and path ~= "" then
-  for line in io.lines(path) do tokens[#tokens + 1] = line end
-end
-if #tokens <= 1 then
-  wrk.headers["Authorization"] = os.getenv("APIM_BENCH_TOKEN")
-else
-  local reqs, i = {}, 0
-  init = function(args)
-    for k, t in ipairs(tokens) do reqs[k] = wrk.format(nil, nil, { Authorization = t }) end
-  end
-  request = function()
-    i = i % #reqs + 1
-    return reqs[i]
-  end
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
-EOF
+write_report_lua "$dir/report.lua"
 export APIM_BENCH_TOKEN=$token
 ((ntokens > 1)) && export APIM_BENCH_TOKENS=$dir/tokens.txt
 
-ticks() { # utime + stime of processes, in clock ticks (all threads of each)
-  local t=0 pid
-  for pid in "$@"; do
-    t=$((t + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
-  done
-  echo "$t"
-}
-hz=$(getconf CLK_TCK)
-
 echo "round variant rps p50_us p99_us nginx_cpu_us serve_cpu_us total_cpu_us wrk_share" >"$dir/results.txt"
-TIMEFORMAT='%U %S %R' # bash's `time`: wrk's own CPU
 n=${#vs[@]}
 for round in $(seq "$rounds"); do
   echo
@@ -438,24 +370,18 @@ for round in $(seq "$rounds"); do
   for k in $(seq 0 $((n - 1))); do
     v=${vs[$(((k + round - 1) % n))]}
     url=http://127.0.0.1:${port[$v]}/ok.txt
-    "${load[@]}" wrk -t1 -c"$conns" -d1s -s "$dir/report.lua" "$url" >/dev/null # warm up
+    warm_up "$url"
     before=$(workers "$v")
     # shellcheck disable=SC2086 # lists of pids
     n0=$(ticks "${master[$v]}" $before)
     s0=0; [[ $v == d ]] && s0=$(ticks "$serve_pid")
-    { time "${load[@]}" wrk -t1 -c"$conns" -d"$duration" --latency -s "$dir/report.lua" "$url" \
-      >"$dir/wrk.out"; } 2>"$dir/wrk.time"
+    timed_wrk "$url"
     after=$(workers "$v")
     [[ $after == "$before" ]] || die "${label[$v]}: the worker changed ($before -> $after) while timing: $(tail -3 "$dir/$v/error.log")"
     # shellcheck disable=SC2086
     n1=$(ticks "${master[$v]}" $after)
     s1=0; [[ $v == d ]] && s1=$(ticks "$serve_pid")
-    out=$(cat "$dir/wrk.out")
-    read -r requests dur_us p50 p99 errors < <(sed -n 's/^RESULT //p' <<<"$out")
-    if ((errors > 0)); then
-      echo "$out" >&2
-      die "${label[$v]}: $errors errors or non-2xx answers while timing"
-    fi
+    wrk_result "${label[$v]}"
     line=$(python3 -c '
 import sys
 req, dur, p50, p99, nt, st, hz, wrk_time = sys.argv[1:]
@@ -465,7 +391,7 @@ rps = req / (dur / 1e6)
 ncpu = int(nt) / hz / req * 1e6
 scpu = int(st) / hz / req * 1e6
 print(f"{rps:.0f} {p50} {p99} {ncpu:.2f} {scpu:.2f} {ncpu + scpu:.2f} {(user + system) / real:.2f}")
-' "$requests" "$dur_us" "$p50" "$p99" $((n1 - n0)) $((s1 - s0)) "$hz" "$(tail -1 "$dir/wrk.time")")
+' "$requests" "$dur_us" "$p50" "$p99" $((n1 - n0)) $((s1 - s0)) "$hz" "$wrk_time")
     echo "$round $v $line" >>"$dir/results.txt"
     read -r rps p50 p99 ncpu scpu tcpu wshare <<<"$line"
     [[ $v == d ]] || scpu=-
@@ -485,7 +411,7 @@ done
 
 # --- summary -------------------------------------------------------------------------------------
 echo
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) after the run"
+load_average after
 python3 - "$dir/results.txt" "$duration" "$conns" "$pin" "$ntokens" "$prio" <<'PY'
 import statistics, sys
 from collections import defaultdict

@@ -25,6 +25,9 @@
 # Needs: cargo, node, curl, python3; installs wrk and nginx with apt-get when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench=serve.sh
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 rounds=${1:-3}
 duration=${2:-10s}
@@ -33,26 +36,10 @@ pin=${PIN:-0}
 serve_args=${SERVE_ARGS:-}
 
 # --- tools ---------------------------------------------------------------------------------------
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v nginx >/dev/null || missing+=(nginx)
-if ((${#missing[@]})); then
-  sudo=(); [[ $EUID -ne 0 ]] && sudo=(sudo)
-  "${sudo[@]}" apt-get install -y "${missing[@]}" >/dev/null || {
-    "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y "${missing[@]}" >/dev/null; }
-fi
-for tool in node curl python3 taskset; do
-  command -v "$tool" >/dev/null || { echo "serve.sh: $tool is needed" >&2; exit 2; }
-done
-nginx -V 2>&1 | grep -q -- --with-http_auth_request_module ||
-  { echo "serve.sh: this nginx has no auth_request module" >&2; exit 2; }
-
-if [[ $pin == 1 ]]; then
-  load=(taskset -c 0) # the load generator
-  sut=(taskset -c 1)  # the system under test
-else
-  load=() sut=()
-fi
+install_wrk_and_nginx
+need node curl python3 taskset
+nginx -V 2>&1 | grep -q -- --with-http_auth_request_module || die "this nginx has no auth_request module"
+placement
 
 # --- build, keys, tokens -------------------------------------------------------------------------
 if [[ -n ${BIN:-} ]]; then
@@ -77,34 +64,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-key() { head -c 48 /dev/urandom | base64 -w0; }
 printf '{"gw1":{"primary":"%s","secondary":"%s"},"gw2":{"primary":"%s","secondary":"%s"}}\n' \
   "$(key)" "$(key)" "$(key)" "$(key)" >"$dir/keystore.json"
 chmod 600 "$dir/keystore.json"
 token=$("$bin" mint --id gw1 --keystore "$dir/keystore.json" --ttl 29d --scheme gateway-key)
-# forged: one signature character changed (the last data character, so still canonical base64)
-sig=${token: -88}
-last=${sig:85:1}
-[[ $last == A ]] && swap=Q || swap=A
-forged="${token:0:${#token}-3}$swap=="
-[[ $forged != "$token" ]] || { echo "serve.sh: could not forge" >&2; exit 1; }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# Waits for "listening on http://ADDR:PORT" in a log file; prints the port.
-listening_port() {
-  local log=$1
-  for _ in $(seq 100); do
-    if grep -q 'listening on http://' "$log" 2>/dev/null; then
-      sed -n 's|.*listening on http://[^ ]*:\([0-9][0-9]*\).*|\1|p' "$log" | head -1
-      return
-    fi
-    sleep 0.1
-  done
-  echo "serve.sh: nothing listening, see $log:" >&2
-  cat "$log" >&2
-  exit 1
-}
+forged=$(forge "$token")
 
 # --- the services --------------------------------------------------------------------------------
 if ((have_serve)); then
@@ -194,7 +158,7 @@ start_nginx() { # DIR
   "${sut[@]}" nginx -p "$1" -c "$1/nginx.conf" -e "$1/error.log" -g 'daemon off;' &
   pids+=($!)
   for _ in $(seq 100); do [[ -s $1/nginx.pid ]] && break; sleep 0.1; done
-  [[ -s $1/nginx.pid ]] || { echo "serve.sh: nginx did not start:" >&2; cat "$1/error.log" >&2; exit 1; }
+  [[ -s $1/nginx.pid ]] || { cat "$1/error.log" >&2; die "nginx did not start"; }
   sleep 0.2
 }
 start_nginx "$dir/ceiling"
@@ -225,54 +189,32 @@ for i in "${!names[@]}"; do
   bad=$(status "$url" -H "Authorization: $forged")
   none=$(status "$url")
   printf 'check %-20s valid %s, forged %s, none %s\n' "${names[$i]}" "$ok" "$bad" "$none"
-  [[ $ok == 200 && $bad == 401 && $none == 401 ]] || { echo "serve.sh: ${names[$i]} answers wrong" >&2; exit 1; }
+  [[ $ok == 200 && $bad == 401 && $none == 401 ]] || die "${names[$i]} answers wrong"
 done
 # the identity reaches the gateway (c, e): nginx copies X-Apim-Gateway-Id from the auth answer
 for i in "${!names[@]}"; do
   [[ ${names[$i]} == *serve* || ${names[$i]} == *peer* ]] || continue
   got=$(curl -s -D - -o /dev/null -H "Authorization: $token" "${urls[$i]}" | tr -d '\r' |
     sed -n 's/^[Xx]-[Aa]pim-[Gg]ateway-[Ii]d: //p')
-  [[ $got == gw1 ]] || { echo "serve.sh: ${names[$i]} gives gateway id '$got', not gw1" >&2; exit 1; }
+  [[ $got == gw1 ]] || die "${names[$i]} gives gateway id '$got', not gw1"
 done
 
 # --- timing --------------------------------------------------------------------------------------
-cat >"$dir/report.lua" <<'EOF'
-wrk.headers["Authorization"] = os.getenv("APIM_BENCH_TOKEN")
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
-EOF
+write_report_lua "$dir/report.lua"
 export APIM_BENCH_TOKEN=$token
 
-ticks() { # utime + stime of a process, in clock ticks (all its threads)
-  [[ -n $1 ]] || { echo 0; return; }
-  sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
-}
-hz=$(getconf CLK_TCK)
-
 echo "round variant rps p50_us p99_us backend_cpu_us_per_req front_cpu_us_per_req wrk_cpu_share" >"$dir/results.txt"
-TIMEFORMAT='%U %S %R' # bash's `time`: wrk's own CPU, to see when the load generator is the limit
 n=${#names[@]}
 for round in $(seq "$rounds"); do
   echo "round $round/$rounds"
   for k in $(seq 0 $((n - 1))); do
     i=$(((k + round - 1) % n))
     url=${urls[$i]}
-    "${load[@]}" wrk -t1 -c"$conns" -d1s -s "$dir/report.lua" "$url" >/dev/null # warm up
+    warm_up "$url"
     b0=$(ticks "${backs[$i]}") f0=$(ticks "${fronts[$i]}")
-    { time "${load[@]}" wrk -t1 -c"$conns" -d"$duration" --latency -s "$dir/report.lua" "$url" \
-      >"$dir/wrk.out"; } 2>"$dir/wrk.time"
-    out=$(cat "$dir/wrk.out")
+    timed_wrk "$url"
     b1=$(ticks "${backs[$i]}") f1=$(ticks "${fronts[$i]}")
-    read -r requests dur_us p50 p99 errors < <(sed -n 's/^RESULT //p' <<<"$out")
-    if ((errors > 0)); then
-      echo "$out" >&2
-      echo "serve.sh: ${names[$i]}: $errors errors or non-2xx answers while timing" >&2
-      exit 1
-    fi
+    wrk_result "${names[$i]}"
     line=$(python3 -c '
 import sys
 name, req, dur, p50, p99, b, f, hz, front, wrk_time = sys.argv[1:]
@@ -283,7 +225,7 @@ bcpu = int(b) / hz / req * 1e6
 fcpu = (int(f) / hz / req * 1e6) if front else float("nan")
 print(f"{rps:.0f} {p50} {p99} {bcpu:.2f} {fcpu:.2f} {(user + system) / real:.2f}")
 ' "${names[$i]}" "$requests" "$dur_us" "$p50" "$p99" $((b1 - b0)) $((f1 - f0)) "$hz" "${fronts[$i]}" \
-      "$(tail -1 "$dir/wrk.time")")
+      "$wrk_time")
     echo "$round ${names[$i]// /_} $line" >>"$dir/results.txt"
     read -r rps _ p99us bcpu fcpu wrkcpu <<<"$line"
     [[ $fcpu == nan ]] && fcpu=-

@@ -6,18 +6,18 @@
 //! nor can the client strip the verified ones with `Connection`; serve stopped, hung or answering
 //! anything but 2xx keeps the API unreached; under concurrent load every request is checked by
 //! serve itself (Caddy's forward_auth can send checks to the API over a kept connection); keys
-//! rotate under load without a failed request. The API behind Caddy is a small server here that
-//! records every request it gets.
+//! rotate under load without a failed request. The API behind Caddy is a small server
+//! (tests/common/upstream.rs) that records every request it gets.
 //!
 //! Caddy must be at /usr/bin/caddy (`.ci/deps/caddy.sh` installs Debian's). Without it these tests
 //! fail under CI and are ignored elsewhere, saying so (build.rs: `skip_caddy`).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
@@ -27,6 +27,9 @@ use serde_json::{json, Value};
 mod common;
 use common::http::{request, Conn, Reply};
 use common::markdown;
+use common::process::{free_port, Running};
+use common::serve::{write_private, Serve};
+use common::upstream::{read_request, Seen, Upstream};
 
 const CADDY: &str = "/usr/bin/caddy";
 const EXAMPLE: &str = "examples/Caddyfile";
@@ -93,210 +96,8 @@ fn identity(id: &str, key_type: &str, format: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 // ---------------------------------------------------------------------------------------------
 // The parts: serve, the API, Caddy.
-
-/// `apim-sas serve` on a free port, its stderr kept; killed (by its own id) when dropped.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Serve {
-    /// `apim-sas serve --listen 127.0.0.1:0 --now NOW --keystore KEYSTORE`, once `/readyz` is 200.
-    fn start(keystore: &Path) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--now",
-                NOW,
-                "--keystore",
-            ])
-            .arg(keystore)
-            .env_remove("APIM_SAS_KEY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some((_, rest)) = line.split_once("listening on http://") {
-                    let addr: String = rest
-                        .chars()
-                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                        .collect();
-                    let _ = tx.send(addr);
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("serve never listened:\n{}", log.lock().unwrap().join("\n")))
-            .parse()
-            .unwrap();
-        let serve = Serve { child, addr, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Conn::open(serve.addr)
-            .send(&request("GET", "/readyz", &[]))
-            .status
-            != 200
-        {
-            assert!(Instant::now() < deadline, "never ready:\n{}", serve.log());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        serve
-    }
-
-    /// serve's own answer to `GET /verify` with these headers, asked directly.
-    fn ask(&self, headers: &[(&str, &str)]) -> Reply {
-        Conn::open(self.addr).send(&request("GET", "/verify", headers))
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name}");
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill(); // SIGKILL ends a stopped process too
-        let _ = self.child.wait();
-    }
-}
-
-/// One request as the API behind Caddy received it.
-#[derive(Debug, Clone)]
-struct Seen {
-    /// The request line.
-    line: String,
-    /// The headers as received: names in their own spelling, in order.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Seen {
-    /// Every header a backend could take for an identity header, whatever its case or
-    /// separators (CGI, WSGI and PHP read `X_Apim_Gateway_Id` as `HTTP_X_APIM_GATEWAY_ID`):
-    /// names lower-cased, sorted.
-    fn apim(&self) -> Vec<(String, String)> {
-        let mut apim: Vec<(String, String)> = self
-            .headers
-            .iter()
-            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
-            .filter(|(n, _)| n.replace('_', "-").starts_with("x-apim"))
-            .collect();
-        apim.sort();
-        apim
-    }
-}
-
-/// The API: records every request and answers 200 with the identity headers it got, one
-/// `name: value` line each; a thread per connection, kept alive as Caddy keeps it.
-struct Api {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Api {
-    fn start() -> Api {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let record = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let record = Arc::clone(&record);
-                std::thread::spawn(move || {
-                    let mut writer = stream.try_clone().unwrap();
-                    let mut reader = BufReader::new(stream);
-                    while let Some(request) = read_request(&mut reader) {
-                        let body: String = request
-                            .apim()
-                            .iter()
-                            .map(|(n, v)| format!("{n}: {v}\n"))
-                            .collect();
-                        record.lock().unwrap().push(request);
-                        let answer = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if writer.write_all(answer.as_bytes()).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        Api { addr, seen }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-}
-
-/// One request from a kept-alive connection: its line, its headers, a body of its
-/// `Content-Length` (Caddy's requests to the API carry no other framing here).
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Seen> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        if reader.read_until(b'\n', &mut line).ok()? == 0 {
-            return None;
-        }
-        if line == b"\r\n" {
-            break;
-        }
-        lines.push(String::from_utf8_lossy(&line).trim_end().to_owned());
-    }
-    let (line, rest) = lines.split_first()?;
-    let headers: Vec<(String, String)> = rest
-        .iter()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.to_owned(), v.trim().to_owned()))
-        .collect();
-    let length = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Seen {
-        line: line.clone(),
-        headers,
-        body,
-    })
-}
 
 /// A stand-in for serve that answers `GET /verify` with the status the client asked for in
 /// `X-Stub-Status`, and all four identity headers (claiming gateway `stub`) whatever the status:
@@ -346,9 +147,9 @@ fn start_stub() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 /// Debian's caddy running examples/Caddyfile with free ports; stopped (SIGTERM, then SIGKILL,
-/// by its own id) when dropped.
+/// by its own id) when dropped: `Running`.
 struct Caddy {
-    child: Child,
+    _process: Running,
     addr: SocketAddr,
     log: PathBuf,
 }
@@ -385,22 +186,14 @@ impl Caddy {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut caddy = Caddy {
-            child,
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        let mut process = Running(child);
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        process.await_listening(addr, || std::fs::read_to_string(&log).unwrap_or_default());
+        Caddy {
+            _process: process,
+            addr,
             log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(caddy.addr).is_err() {
-            let exited = caddy.child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "caddy never listened ({exited:?}):\n{}",
-                caddy.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
         }
-        caddy
     }
 
     fn log(&self) -> String {
@@ -417,38 +210,12 @@ impl Caddy {
     }
 }
 
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A private keystore (mode 600), rewritten atomically: a temporary file renamed over it.
-fn write_keystore(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 /// serve with `keys`, the API and Caddy, each on a free port.
 struct Stack {
     // Dropped in this order: Caddy, then serve, then the directory.
     caddy: Caddy,
     serve: Serve,
-    api: Api,
+    api: Upstream,
     keystore: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -457,9 +224,9 @@ impl Stack {
     fn start(keys: &str) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let keystore = dir.path().join("gateways.json");
-        write_keystore(&keystore, keys);
-        let serve = Serve::start(&keystore);
-        let api = Api::start();
+        write_private(&keystore, keys);
+        let serve = Serve::command().now(NOW).keystore(&keystore).start();
+        let api = Upstream::listing_apim();
         let caddy = Caddy::start(dir.path(), serve.addr, api.addr);
         Stack {
             caddy,
@@ -618,7 +385,7 @@ fn every_refusal_reaches_the_client_as_serve_sent_it_and_never_the_api() {
     ];
     for (code, headers) in &cases {
         let reply = stack.caddy.get("/orders/7", headers);
-        let direct = stack.serve.ask(headers);
+        let direct = stack.serve.verify(headers);
         assert_eq!(reply.status, 401, "{code}: {reply:?}\n{}", stack.logs());
         assert_eq!(direct.status, 401, "{code}: {direct:?}");
         assert_eq!(
@@ -883,7 +650,7 @@ fn only_a_2xx_from_the_auth_service_lets_a_request_through() {
     // all, never passing the request on.
     let dir = tempfile::tempdir().unwrap();
     let (stub, asked) = start_stub();
-    let api = Api::start();
+    let api = Upstream::listing_apim();
     let caddy = Caddy::start(dir.path(), stub, api.addr);
     for status in ["500", "502", "503", "504", "403", "404", "302"] {
         let before = asked.load(Ordering::SeqCst);
@@ -1048,12 +815,12 @@ fn keys_rotated_under_load_never_fail_a_request() {
         .collect();
 
     for g in 1..=SWAPS {
-        write_keystore(&stack.keystore, &generation(g));
+        write_private(&stack.keystore, &generation(g));
         // serve sees the new file by itself within 2 s (no SIGHUP).
         let deadline = Instant::now() + Duration::from_secs(2);
         while stack
             .serve
-            .ask(&[("Authorization", &tokens[g])])
+            .verify(&[("Authorization", &tokens[g])])
             .header("x-apim-key-type")
             != Some("primary")
         {

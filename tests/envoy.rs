@@ -22,10 +22,9 @@
 #![cfg(feature = "cli")]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::ChildStdin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,9 +39,11 @@ mod pinned;
 #[path = "envoy/stub.rs"]
 mod stub;
 
-use common::envoy::{echoed, h2_get, Envoy, Seen, Upstream};
+use common::envoy::{h2_get, Envoy};
 use common::http::{request, Conn, Reply};
 use common::markdown;
+use common::serve::{Keys, Serve, ServeCommand};
+use common::upstream::{echoed, Seen, Upstream};
 
 // ---------------------------------------------------------------------------------------------
 // Keys and tokens
@@ -130,151 +131,30 @@ impl Verdicts {
 // ---------------------------------------------------------------------------------------------
 // serve
 
-/// The keystore file `serve` reads (mode 600), rewritten atomically: renamed over.
-struct Keys {
-    dir: tempfile::TempDir,
-}
-
-impl Keys {
-    fn new(text: &str) -> Keys {
-        let keys = Keys {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        keys.write(text);
-        keys
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("gateways.json")
-    }
-
-    fn write(&self, text: &str) {
-        use std::os::unix::fs::PermissionsExt;
-        let tmp = self.path().with_extension("tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::rename(&tmp, self.path()).unwrap();
-    }
-}
-
 /// The real `apim-sas serve`, as the recipes run it (`--keystore`, nothing else but the
-/// address); killed, by its own id, when dropped.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
+/// address), on `port` (0: a free one).
+fn serve(port: u16) -> ServeCommand {
+    // Bounded: the load tests refuse many requests, each logged.
+    Serve::command()
+        .listen(&format!("127.0.0.1:{port}"))
+        .keep_lines(10_000)
 }
 
-impl Serve {
-    /// `serve --keystore FILE --listen 127.0.0.1:PORT`, once ready.
-    fn start(keys: &Keys, port: u16) -> Serve {
-        let serve = Serve::spawn(keys.path().to_str().unwrap(), port, Stdio::null());
-        serve.await_ready();
-        serve
-    }
-
-    /// `serve --keystore - --listen 127.0.0.1:PORT` with its keys not given yet: not ready
-    /// (`/readyz` 503, Checks fail UNAVAILABLE) until `stdin` is written and closed, and for at
-    /// most 5 s (then it exits 2).
-    fn start_unready(port: u16) -> (Serve, ChildStdin) {
-        let mut serve = Serve::spawn("-", port, Stdio::piped());
-        let stdin = serve.child.stdin.take().unwrap();
-        let reply = Conn::open(serve.addr).send(&request("GET", "/readyz", &[]));
-        assert_eq!(reply.status, 503, "{}", serve.log());
-        (serve, stdin)
-    }
-
-    fn spawn(keystore: &str, port: u16, stdin: Stdio) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
-            .args(["serve", "--keystore", keystore, "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .env_remove("APIM_SAS_KEY")
-            .stdin(stdin)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(at) = line.find("listening on http://") {
-                    let addr: String = line[at + "listening on http://".len()..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                        .collect();
-                    let _ = tx.send(addr);
-                }
-                let mut lines = lines.lock().unwrap();
-                if lines.len() < 10_000 {
-                    lines.push(line);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("never listening:\n{}", log.lock().unwrap().join("\n")));
-        Serve {
-            child,
-            addr: addr.parse().unwrap(),
-            log,
-        }
-    }
-
-    fn await_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Conn::open(self.addr)
-            .send(&request("GET", "/readyz", &[]))
-            .status
-            != 200
-        {
-            assert!(Instant::now() < deadline, "never ready:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name}");
-    }
-
-    /// SIGTERM, as an operator stops it: it exits 0 (within its 10 s drain).
-    fn stop(&mut self) {
-        self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{status}:\n{}", self.log());
-                return;
-            }
-            assert!(Instant::now() < deadline, "still running:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+/// `serve --keystore - --listen 127.0.0.1:PORT` with its keys not given yet: not ready
+/// (`/readyz` 503, Checks fail UNAVAILABLE) until `stdin` is written and closed, and for at most
+/// 5 s (then it exits 2).
+fn start_unready(port: u16) -> (Serve, ChildStdin) {
+    let mut serve = serve(port).keystore("-").stdin_piped().start_unready();
+    let stdin = serve.stdin();
+    let reply = Conn::open(serve.addr).send(&request("GET", "/readyz", &[]));
+    assert_eq!(reply.status, 503, "{}", serve.log());
+    (serve, stdin)
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // A stopped (SIGSTOP) process dies of SIGKILL too; continued, it leaves no doubt.
-            let _ = Command::new("kill")
-                .args(["-CONT", &self.child.id().to_string()])
-                .stderr(Stdio::null())
-                .status();
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
+/// SIGTERM, as an operator stops serve: it exits 0 (within its 10 s drain).
+fn stop(serve: &mut Serve) {
+    let status = serve.stop();
+    assert!(status.success(), "{status}:\n{}", serve.log());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -438,8 +318,8 @@ impl Stack {
     /// `config` makes the configuration from the recipe (`Recipe::filled`, or a copy changed).
     fn start(recipe: Recipe, config: impl Fn(&Recipe, SocketAddr, SocketAddr) -> String) -> Stack {
         let keys = Keys::new(&keystore(0));
-        let upstream = Upstream::start();
-        let serve = Serve::start(&keys, 0);
+        let upstream = Upstream::echoing();
+        let serve = serve(0).keystore(keys.path()).start();
         let envoy = Envoy::start(&config(&recipe, serve.addr, upstream.addr));
         let front = envoy.listener("ingress");
         Stack {
@@ -1081,7 +961,7 @@ fn serve_hung_stopped_or_not_ready_is_refused(stack: &mut Stack) {
 
     // Stopped: nothing listens.
     let port = stack.serve.addr.port();
-    stack.serve.stop();
+    stop(&mut stack.serve);
     for _ in 0..3 {
         assert_failed_closed(&stack.get(&spoofed), &format!("{doc}: serve stopped"));
         let reply = h2_get(stack.front, "/", &[("authorization", &token)]).unwrap();
@@ -1089,7 +969,7 @@ fn serve_hung_stopped_or_not_ready_is_refused(stack: &mut Stack) {
     }
 
     // Not ready: listening, keys not loaded yet.
-    let (unready, mut stdin) = Serve::start_unready(port);
+    let (unready, mut stdin) = start_unready(port);
     stack.serve = unready;
     for _ in 0..3 {
         assert_failed_closed(&stack.get(&spoofed), &format!("{doc}: serve not ready"));

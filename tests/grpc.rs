@@ -7,12 +7,12 @@
 //! `--header`, thousands of concurrent Checks, key rotation under gRPC load, the metrics and
 //! the log lines. Also: every YAML snippet of docs/ext-authz.md parses and says what it must.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
@@ -25,7 +25,8 @@ use apim_sas::{Format, GatewayKey, Signer};
 use serde_json::{json, Value};
 
 mod common;
-use common::http::{authorized, request, Conn, Reply};
+use common::http::{authorized, request, Reply};
+use common::serve::{Keys, Serve, ServeCommand};
 
 const NOW: &str = "2026-04-21T00:44:00Z";
 /// In every key these tests write; must never appear in a log line.
@@ -67,139 +68,14 @@ fn keystore(gateways: &[(&str, &str, Option<&str>)]) -> String {
     Value::Object(store).to_string()
 }
 
-/// A private key file (mode 600), rewritten atomically: a temporary file renamed over it.
-struct Keys {
-    dir: tempfile::TempDir,
-}
-
-impl Keys {
-    fn new(text: &str) -> Keys {
-        let keys = Keys {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        keys.write(text);
-        keys
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("keystore.json")
-    }
-
-    fn arg(&self) -> String {
-        self.path().to_str().unwrap().to_owned()
-    }
-
-    fn write(&self, text: &str) {
-        use std::os::unix::fs::PermissionsExt;
-        let tmp = self.path().with_extension("tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::rename(&tmp, self.path()).unwrap();
-    }
-}
-
 fn gw_keys() -> Keys {
     Keys::new(&keystore(&[("gw1", "p1", Some("s1")), ("gw2", "p2", None)]))
 }
 
-/// The running binary; killed (by its own id) when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    /// `apim-sas serve --listen 127.0.0.1:0 --now NOW ARGS`, once `/readyz` answers 200.
-    fn start(args: &[&str]) -> Server {
-        let server = Server::start_with(args, Stdio::null());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while server.http().send(&request("GET", "/readyz", &[])).status != 200 {
-            assert!(Instant::now() < deadline, "never ready:\n{}", server.log());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        server
-    }
-
-    /// Starts the server and waits only for its address.
-    fn start_with(args: &[&str], stdin: Stdio) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--now", NOW])
-            .args(args)
-            .env_remove("APIM_SAS_KEY")
-            .stdin(stdin)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(at) = line.find("listening on http://") {
-                    let addr: String = line[at + "listening on http://".len()..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                        .collect();
-                    let _ = tx.send(addr);
-                }
-                let mut lines = lines.lock().unwrap();
-                if lines.len() < 20_000 {
-                    lines.push(line);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("never listening:\n{}", log.lock().unwrap().join("\n")));
-        Server {
-            child,
-            addr: addr.parse().unwrap(),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    fn http(&self) -> Conn {
-        Conn::open(self.addr)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// The value of one sample line of /metrics.
-    fn metric(&self, sample: &str) -> f64 {
-        let reply = self.http().send(&request("GET", "/metrics", &[]));
-        let text = reply.text();
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
-            .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
-            .parse()
-            .unwrap()
-    }
-
-    /// The Python client's answer to `spec` (see tests/grpc/check.py).
-    fn python(&self, spec: &Value) -> Value {
-        python(self.addr, spec)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `apim-sas serve --listen 127.0.0.1:0 --now NOW ARGS`.
+fn serve(args: &[&str]) -> ServeCommand {
+    // Bounded: the load tests refuse many requests, each logged.
+    Serve::command().now(NOW).keep_lines(20_000).args(args)
 }
 
 /// The venv .ci/deps/grpc.sh makes. The tests that use it are ignored where it was missing when
@@ -320,7 +196,7 @@ fn assert_same_refusal(reply: &Reply, grpc: &Value) {
 )]
 fn every_verdict_and_form_as_envoys_protos_read_it_and_http_on_the_same_port() {
     let keys = gw_keys();
-    let server = Server::start(&["--keystore", &keys.arg()]);
+    let server = serve(&["--keystore", &keys.arg()]).start();
 
     let compact = day_token("gw1", "p1");
     let uid = token(
@@ -393,7 +269,7 @@ fn every_verdict_and_form_as_envoys_protos_read_it_and_http_on_the_same_port() {
         ),
     ];
     let specs: Vec<&Value> = cases.iter().map(|(spec, _)| spec).collect();
-    let answers = server.python(&json!({ "checks": specs }));
+    let answers = python(server.addr, &json!({ "checks": specs }));
     for ((spec, expected), answer) in cases.iter().zip(answers["checks"].as_array().unwrap()) {
         assert_eq!(answer, expected, "for {spec}");
     }
@@ -412,8 +288,8 @@ fn every_verdict_and_form_as_envoys_protos_read_it_and_http_on_the_same_port() {
         .iter()
         .map(|(token, _)| check(&[("authorization", token)]))
         .collect();
-    let answers = server.python(&json!({ "checks": specs }));
-    let mut conn = server.http();
+    let answers = python(server.addr, &json!({ "checks": specs }));
+    let mut conn = server.conn();
     for ((token, code), answer) in refused.iter().zip(answers["checks"].as_array().unwrap()) {
         assert_eq!(answer["status"]["code"], 16, "{code}: {answer}");
         assert_eq!(answer["http_response"], "denied_response");
@@ -456,13 +332,13 @@ fn every_verdict_and_form_as_envoys_protos_read_it_and_http_on_the_same_port() {
 )]
 fn raw_headers_as_envoy_sends_them_with_encode_raw_headers() {
     let keys = gw_keys();
-    let server = Server::start(&["--keystore", &keys.arg()]);
+    let server = serve(&["--keystore", &keys.arg()]).start();
     let compact = day_token("gw1", "p1");
     let mut valid = check(&[("authorization", &compact)]);
     valid["raw"] = json!(true);
     let mut none = check(&[("x-other", "1")]);
     none["raw"] = json!(true);
-    let answers = server.python(&json!({ "checks": [valid, none] }));
+    let answers = python(server.addr, &json!({ "checks": [valid, none] }));
     assert_eq!(
         answers["checks"][0],
         allowed("gw1", "primary", "2026-04-22T00:44:00Z", "compact")
@@ -484,22 +360,26 @@ fn raw_headers_as_envoy_sends_them_with_encode_raw_headers() {
 )]
 fn a_custom_header_list_is_read_in_order_and_in_any_case() {
     let keys = gw_keys();
-    let server = Server::start(&[
+    let server = serve(&[
         "--keystore",
         &keys.arg(),
         "--header",
         "X-Apim-Token",
         "--header",
         "Authorization",
-    ]);
+    ])
+    .start();
     let p1 = day_token("gw1", "p1");
     let p2 = day_token("gw2", "p2");
-    let answers = server.python(&json!({ "checks": [
-        check(&[("x-apim-token", &p1), ("authorization", &p2)]),
-        check(&[("X-APIM-TOKEN", &p2)]),
-        check(&[("authorization", &p1)]),
-        check(&[("x-token", &p1)]),
-    ]}));
+    let answers = python(
+        server.addr,
+        &json!({ "checks": [
+            check(&[("x-apim-token", &p1), ("authorization", &p2)]),
+            check(&[("X-APIM-TOKEN", &p2)]),
+            check(&[("authorization", &p1)]),
+            check(&[("x-token", &p1)]),
+        ]}),
+    );
     let ids: Vec<&Value> = answers["checks"]
         .as_array()
         .unwrap()
@@ -579,10 +459,10 @@ fn outcome(response: &CheckResponse) -> Result<String, String> {
 )]
 fn health_is_not_serving_until_the_keys_are_loaded() {
     // Keys that are not there yet: a keystore read from stdin, written later.
-    let mut server = Server::start_with(&["--keystore", "-"], Stdio::piped());
+    let mut server = serve(&["--keystore", "-"]).stdin_piped().start_unready();
     let services = json!({ "health": ["", "envoy.service.auth.v3.Authorization", "other"] });
     assert_eq!(
-        server.python(&services)["health"],
+        python(server.addr, &services)["health"],
         json!(["NOT_SERVING", "NOT_SERVING", "NOT_FOUND"])
     );
     let good = day_token("gw1", "p1");
@@ -597,13 +477,13 @@ fn health_is_not_serving_until_the_keys_are_loaded() {
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(status.message(), "keys not loaded yet");
 
-    let mut stdin = server.child.stdin.take().unwrap();
+    let mut stdin = server.stdin();
     stdin
         .write_all(keystore(&[("gw1", "p1", None)]).as_bytes())
         .unwrap();
     drop(stdin);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.python(&services)["health"] != json!(["SERVING", "SERVING", "NOT_FOUND"]) {
+    while python(server.addr, &services)["health"] != json!(["SERVING", "SERVING", "NOT_FOUND"]) {
         assert!(
             Instant::now() < deadline,
             "never serving:\n{}",
@@ -621,11 +501,14 @@ fn health_is_not_serving_until_the_keys_are_loaded() {
     });
     assert_eq!(outcome(&response), Ok("gw1".to_owned()));
     // Any other service or method: UNIMPLEMENTED.
-    let calls = server.python(&json!({ "calls": [
-        "/envoy.service.auth.v2.Authorization/Check",
-        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-        "/envoy.service.auth.v3.Authorization/Other",
-    ]}));
+    let calls = python(
+        server.addr,
+        &json!({ "calls": [
+            "/envoy.service.auth.v2.Authorization/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/envoy.service.auth.v3.Authorization/Other",
+        ]}),
+    );
     assert_eq!(
         calls["calls"],
         json!(["UNIMPLEMENTED", "UNIMPLEMENTED", "UNIMPLEMENTED"])
@@ -639,21 +522,24 @@ fn health_is_not_serving_until_the_keys_are_loaded() {
 )]
 fn thousands_of_concurrent_checks_from_both_clients_each_get_their_verdict() {
     let keys = gw_keys();
-    let server = Server::start(&["--keystore", &keys.arg()]);
+    let server = serve(&["--keystore", &keys.arg()]).start();
     let valid = day_token("gw1", "p1");
     let forged = day_token("gw1", "nope");
 
     // Python: 5,000 Checks in flight at once over 4 HTTP/2 connections, 3 valid for 1 forged.
-    let load = server.python(&json!({ "load": {
-        "checks": [
-            check(&[("authorization", &valid)]),
-            check(&[("authorization", &valid)]),
-            check(&[("authorization", &valid)]),
-            check(&[("authorization", &forged)]),
-        ],
-        "count": 5000,
-        "channels": 4,
-    }}));
+    let load = python(
+        server.addr,
+        &json!({ "load": {
+            "checks": [
+                check(&[("authorization", &valid)]),
+                check(&[("authorization", &valid)]),
+                check(&[("authorization", &valid)]),
+                check(&[("authorization", &forged)]),
+            ],
+            "count": 5000,
+            "channels": 4,
+        }}),
+    );
     assert_eq!(load["load"]["errors"], json!({}), "{load}");
     assert_eq!(load["load"]["answers"], json!({ "0": 3750, "16": 1250 }));
 
@@ -707,19 +593,22 @@ fn thousands_of_concurrent_checks_from_both_clients_each_get_their_verdict() {
 )]
 fn checks_are_counted_and_logged_as_http_requests_are() {
     let keys = gw_keys();
-    let server = Server::start(&["--keystore", &keys.arg(), "--log-format", "json"]);
+    let server = serve(&["--keystore", &keys.arg(), "--log-format", "json"]).start();
     let valid = day_token("gw1", "p1");
     let forged = day_token("gw1", "nope");
-    let mut conn = server.http();
+    let mut conn = server.conn();
     assert_eq!(conn.send(&authorized("/verify", &valid)).status, 200);
     let mut spec = check(&[("authorization", &forged)]);
     spec["path"] = json!("/api/orders/7?secret=1");
-    server.python(&json!({ "checks": [
-        check(&[("authorization", &valid)]),
-        check(&[("authorization", &valid)]),
-        spec,
-        check(&[]),
-    ]}));
+    python(
+        server.addr,
+        &json!({ "checks": [
+            check(&[("authorization", &valid)]),
+            check(&[("authorization", &valid)]),
+            spec,
+            check(&[]),
+        ]}),
+    );
     assert_eq!(
         server.metric(r#"apim_sas_verifications_total{result="valid"}"#),
         3.0
@@ -768,7 +657,7 @@ fn generation(g: usize) -> String {
 fn keys_rotated_under_grpc_load_never_fail_a_check() {
     const SWAPS: usize = 8;
     let keys = Keys::new(&generation(0));
-    let server = Server::start(&["--keystore", &keys.arg(), "--poll", "100ms"]);
+    let server = serve(&["--keystore", &keys.arg(), "--poll", "100ms"]).start();
     let tokens: Arc<Vec<String>> = Arc::new(
         (0..=SWAPS + 2)
             .map(|g| day_token("rot", &format!("rot{g}")))
@@ -818,7 +707,7 @@ fn keys_rotated_under_grpc_load_never_fail_a_check() {
         })
         .collect();
 
-    let mut probe = server.http();
+    let mut probe = server.conn();
     for g in 1..=SWAPS {
         keys.write(&generation(g));
         if g % 2 == 0 {
@@ -1068,8 +957,8 @@ fn the_ext_authz_guides_snippets_parse_and_say_what_they_must() {
 )]
 fn a_client_stalled_inside_the_http2_preface_is_closed_after_the_head_timeout() {
     let keys = gw_keys();
-    let server = Server::start(&["--keystore", &keys.arg(), "--head-timeout", "2s"]);
-    let mut stalled = server.http();
+    let server = serve(&["--keystore", &keys.arg(), "--head-timeout", "2s"]).start();
+    let mut stalled = server.conn();
     let started = Instant::now();
     // Could still be HTTP/2's preface: neither protocol's own head timeout has started.
     stalled.stream.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
@@ -1086,17 +975,20 @@ fn a_client_stalled_inside_the_http2_preface_is_closed_after_the_head_timeout() 
     // Meanwhile, and after, both protocols are answered.
     let good = day_token("gw1", "p1");
     assert_eq!(
-        server.http().send(&authorized("/verify", &good)).status,
+        server.conn().send(&authorized("/verify", &good)).status,
         200
     );
-    let answers = server.python(&json!({ "checks": [check(&[("authorization", &good)])] }));
+    let answers = python(
+        server.addr,
+        &json!({ "checks": [check(&[("authorization", &good)])] }),
+    );
     assert_eq!(answers["checks"][0]["status"]["code"], 0);
 }
 
 #[test]
 fn sigterm_drains_grpc_connections_and_exits_0() {
     let keys = gw_keys();
-    let mut server = Server::start(&["--keystore", &keys.arg(), "--drain", "5s"]);
+    let mut server = serve(&["--keystore", &keys.arg(), "--drain", "5s"]).start();
     let good = day_token("gw1", "p1");
     let rt = runtime();
     let mut client = rt.block_on(client(server.addr));
@@ -1109,18 +1001,7 @@ fn sigterm_drains_grpc_connections_and_exits_0() {
     // drain, and the process exits 0.
     let started = Instant::now();
     server.signal("TERM");
-    let deadline = Instant::now() + Duration::from_secs(4);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = server.wait_exit(Duration::from_secs(4));
     assert_eq!(status.code(), Some(0), "{}", server.log());
     assert!(started.elapsed() < Duration::from_secs(4));
     assert!(server.log().contains("drained"), "{}", server.log());

@@ -11,10 +11,8 @@
 //! Timings are bounds under which a stall would show, never performance checks.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
@@ -26,7 +24,7 @@ use apim_sas::{Format, GatewayKey, Signer};
 use serde_json::{json, Value};
 
 mod common;
-use common::http::{request, Conn};
+use common::serve::Serve;
 
 const NOW: &str = "2026-04-21T00:44:00Z";
 const KEY: &str = "sample-key-do-not-use-grpc-bounds";
@@ -64,133 +62,38 @@ fn token(key: &str) -> String {
         .to_string()
 }
 
-/// The running binary, with a keystore of gateway `gw1`; killed (by its own id) when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    _keys: tempfile::TempDir,
+/// `apim-sas serve --keystore … --listen 127.0.0.1:0 --now NOW ARGS`, with a keystore of gateway
+/// `gw1`, once `/readyz` answers.
+fn start(args: &[&str]) -> Serve {
+    Serve::command()
+        .now(NOW)
+        .keystore_text(&json!({ "gw1": { "primary": KEY } }).to_string())
+        .keep_lines(20_000)
+        .args(args)
+        .start()
 }
 
-impl Server {
-    /// `apim-sas serve --keystore … --listen 127.0.0.1:0 --now NOW ARGS`, once `/readyz` answers.
-    fn start(args: &[&str]) -> Server {
-        use std::os::unix::fs::PermissionsExt;
-        let keys = tempfile::tempdir().unwrap();
-        let path = keys.path().join("keystore.json");
-        std::fs::write(&path, json!({ "gw1": { "primary": KEY } }).to_string()).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--now",
-                NOW,
-                "--keystore",
-            ])
-            .arg(&path)
-            .args(args)
-            .env_remove("APIM_SAS_KEY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
+/// A valid Check on a connection of its own (tonic's client): how long it took, connecting
+/// included, after checking that it was let through.
+fn valid_check(server: &Serve, rt: &tokio::runtime::Runtime) -> Duration {
+    let started = Instant::now();
+    let response = rt.block_on(async {
+        let mut client = AuthorizationClient::connect(format!("http://{}", server.addr))
+            .await
             .unwrap();
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(at) = line.find("listening on http://") {
-                    let addr: String = line[at + "listening on http://".len()..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                        .collect();
-                    let _ = tx.send(addr);
-                }
-                let mut lines = lines.lock().unwrap();
-                if lines.len() < 20_000 {
-                    lines.push(line);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("never listening:\n{}", log.lock().unwrap().join("\n")));
-        let server = Server {
-            child,
-            addr: addr.parse().unwrap(),
-            log,
-            _keys: keys,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Conn::open(server.addr)
-            .send(&request("GET", "/readyz", &[]))
-            .status
-            != 200
-        {
-            assert!(Instant::now() < deadline, "never ready:\n{}", server.log());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        server
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Its resident memory, from /proc.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        client
+            .check(check_request(&[("authorization", &token(KEY))]))
+            .await
             .unwrap()
-    }
-
-    /// The value of one sample line of /metrics, 0 when absent.
-    fn metric(&self, sample: &str) -> f64 {
-        let reply = Conn::open(self.addr).send(&request("GET", "/metrics", &[]));
-        reply
-            .text()
-            .lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
-            .map_or(0.0, |v| v.parse().unwrap())
-    }
-
-    /// A valid Check on a connection of its own (tonic's client): how long it took, connecting
-    /// included, after checking that it was let through.
-    fn valid_check(&self, rt: &tokio::runtime::Runtime) -> Duration {
-        let started = Instant::now();
-        let response = rt.block_on(async {
-            let mut client = AuthorizationClient::connect(format!("http://{}", self.addr))
-                .await
-                .unwrap();
-            client
-                .check(check_request(&[("authorization", &token(KEY))]))
-                .await
-                .unwrap()
-                .into_inner()
-        });
-        let took = started.elapsed();
-        assert_eq!(response.status.map(|s| s.code), Some(0));
-        assert!(
-            matches!(response.http_response, Some(HttpResponse::OkResponse(_))),
-            "not let through"
-        );
-        took
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .into_inner()
+    });
+    let took = started.elapsed();
+    assert_eq!(response.status.map(|s| s.code), Some(0));
+    assert!(
+        matches!(response.http_response, Some(HttpResponse::OkResponse(_))),
+        "not let through"
+    );
+    took
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -252,9 +155,9 @@ struct Flood {
 }
 
 impl Flood {
-    fn start(server: &Server, spec: &Value) -> Flood {
+    fn start(server: &Serve, spec: &Value) -> Flood {
         let mut spec = spec.clone();
-        spec["pid"] = json!(server.child.id());
+        spec["pid"] = json!(server.pid());
         let mut child = Command::new(venv_python())
             .arg(script("flood.py"))
             .arg(server.addr.to_string())
@@ -348,9 +251,9 @@ fn secs(value: &Value) -> f64 {
     ignore = "the Python gRPC client is not installed: run `bash .ci/deps/grpc.sh`"
 )]
 fn checks_that_declare_a_message_and_send_none_of_it_are_reset_at_the_deadline() {
-    let server = Server::start(&[]);
+    let server = start(&[]);
     let rt = runtime();
-    server.valid_check(&rt);
+    valid_check(&server, &rt);
     let baseline = server.rss_kib();
 
     // 6 connections × 200 streams, each declaring a 1 MiB message and sending none of it, kept
@@ -362,7 +265,7 @@ fn checks_that_declare_a_message_and_send_none_of_it_are_reset_at_the_deadline()
     );
     assert!(flood.holding(), "flood.py never held its streams");
     let held = server.rss_kib();
-    let took = server.valid_check(&rt);
+    let took = valid_check(&server, &rt);
     let report = flood.report();
     eprintln!(
         "serve's RSS: {baseline} KiB before, {held} KiB holding, {} KiB at most; the valid \
@@ -400,11 +303,11 @@ fn checks_that_declare_a_message_and_send_none_of_it_are_reset_at_the_deadline()
     assert_eq!(report["goaways"], json!({}));
     // Every denial counted and logged as a refusal is, beside the two valid Checks.
     assert_eq!(
-        server.metric(r#"apim_sas_verifications_total{result="MalformedToken"}"#),
+        server.metric_or_zero(r#"apim_sas_verifications_total{result="MalformedToken"}"#),
         600.0
     );
     assert_eq!(
-        server.metric(r#"apim_sas_verifications_total{result="valid"}"#),
+        server.metric_or_zero(r#"apim_sas_verifications_total{result="valid"}"#),
         2.0
     );
 }
@@ -415,9 +318,9 @@ fn checks_that_declare_a_message_and_send_none_of_it_are_reset_at_the_deadline()
     ignore = "the Python gRPC client is not installed: run `bash .ci/deps/grpc.sh`"
 )]
 fn six_connections_of_unfinished_checks_hold_at_most_64_mib() {
-    let server = Server::start(&[]);
+    let server = start(&[]);
     let rt = runtime();
-    server.valid_check(&rt);
+    valid_check(&server, &rt);
     let baseline = server.rss_kib();
 
     // 6 connections × 200 streams, each sending all of a 1 MiB message but its last byte, the
@@ -429,7 +332,7 @@ fn six_connections_of_unfinished_checks_hold_at_most_64_mib() {
     );
     assert!(flood.holding(), "flood.py never held its streams");
     let held = server.rss_kib();
-    let took = server.valid_check(&rt);
+    let took = valid_check(&server, &rt);
     let report = flood.report();
     eprintln!(
         "serve's RSS: {baseline} KiB before, {held} KiB holding, {} KiB at most; the valid \
@@ -470,7 +373,7 @@ fn six_connections_of_unfinished_checks_hold_at_most_64_mib() {
     assert_eq!(report["unreset"], 0);
     assert!(secs(&report["ended_after"][1]) <= DEADLINE.as_secs_f64() + MARGIN);
     assert_eq!(
-        server.metric(r#"apim_sas_verifications_total{result="MalformedToken"}"#),
+        server.metric_or_zero(r#"apim_sas_verifications_total{result="MalformedToken"}"#),
         600.0
     );
 }
@@ -482,7 +385,7 @@ fn six_connections_of_unfinished_checks_hold_at_most_64_mib() {
 )]
 fn a_connection_without_stream_progress_gets_goaway_whatever_it_pings() {
     let idle = Duration::from_secs(2);
-    let server = Server::start(&["--idle-timeout", "2s"]);
+    let server = start(&["--idle-timeout", "2s"]);
     // Two connections that only PING and WINDOW_UPDATE: one with no stream at all, one with ten
     // streams that never finish their message.
     let mut pings = Flood::start(
@@ -517,7 +420,7 @@ fn a_connection_without_stream_progress_gets_goaway_whatever_it_pings() {
     assert_eq!(stalled["answers"], json!([answered(denied(LATE), 10)]));
     assert_eq!(stalled["unreset"], 0);
     // And the port still answers.
-    server.valid_check(&runtime());
+    valid_check(&server, &runtime());
 }
 
 #[test]
@@ -526,7 +429,7 @@ fn a_connection_without_stream_progress_gets_goaway_whatever_it_pings() {
     ignore = "the Python gRPC client is not installed: run `bash .ci/deps/grpc.sh`"
 )]
 fn an_oversized_check_request_is_denied_not_failed() {
-    let server = Server::start(&[]);
+    let server = start(&[]);
     // Declared over 1 MiB: denied as soon as the length is read, and the stream reset.
     let declared = Flood::start(
         &server,
@@ -588,11 +491,11 @@ fn an_oversized_check_request_is_denied_not_failed() {
 
     // Counted and logged as refusals are; the valid one as valid.
     assert_eq!(
-        server.metric(r#"apim_sas_verifications_total{result="MalformedToken"}"#),
+        server.metric_or_zero(r#"apim_sas_verifications_total{result="MalformedToken"}"#),
         2.0
     );
     assert_eq!(
-        server.metric(r#"apim_sas_verifications_total{result="valid"}"#),
+        server.metric_or_zero(r#"apim_sas_verifications_total{result="valid"}"#),
         1.0
     );
     // The client's request unknown, its path is logged as `/`.

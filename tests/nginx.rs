@@ -12,12 +12,11 @@
 //! it the nginx tests fail under CI and are ignored elsewhere, saying so (build.rs:
 //! `skip_nginx`).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
 use apim_sas::{Format, GatewayKey, Signer};
@@ -26,6 +25,9 @@ mod common;
 
 use common::dockerfile::instructions;
 use common::markdown;
+use common::process::{free_port, Running};
+use common::serve::{write_private, Serve};
+use common::upstream::{Seen, Upstream};
 
 const NGINX: &str = "/usr/sbin/nginx";
 const NOW: &str = "2026-04-21T00:44:00Z";
@@ -39,156 +41,12 @@ const IDENTITY: [(&str, &str); 4] = [
     ("x-apim-token-format", "compact"),
 ];
 
-/// A child process stopped by its own id when dropped: SIGTERM (nginx then stops its workers),
-/// then SIGKILL if it lingers.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `apim-sas serve` on a free port, ready; its address.
-fn start_serve(keystore: &Path) -> (Running, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--now",
-            NOW,
-            "--keystore",
-        ])
-        .arg(keystore)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some((_, rest)) = line.split_once("listening on http://") {
-                let addr: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let running = Running(child);
-    let addr: SocketAddr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("serve never listened")
-        .parse()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while get(addr, "/readyz", &[]).status != 200 {
-        assert!(Instant::now() < deadline, "serve never ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (running, addr)
-}
-
-/// One request as the API behind nginx received it.
-#[derive(Debug, Clone)]
-struct Seen {
-    /// The request line, lossily decoded (the target may hold any byte).
-    line: String,
-    /// The headers, names lower-cased, in the order received.
-    headers: Vec<(String, String)>,
-}
-
-impl Seen {
-    /// Headers whose name begins with `x-apim` in any spelling nginx or the API might confuse
-    /// with it (`X_Apim_…` is the same header to CGI-style frameworks), sorted.
-    fn apim(&self) -> Vec<(String, String)> {
-        let mut apim: Vec<(String, String)> = self
-            .headers
-            .iter()
-            .filter(|(name, _)| name.replace('_', "-").starts_with("x-apim"))
-            .cloned()
-            .collect();
-        apim.sort();
-        apim
-    }
-
-    fn count(&self, prefix: &str) -> usize {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.starts_with(prefix))
-            .count()
-    }
-}
-
-/// The API behind nginx: records every request and answers 200 with the `X-Apim-*` headers it
-/// received, one `name: value` line each.
-fn start_api() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let record = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut lines = Vec::new();
-            loop {
-                let mut line = Vec::new();
-                if reader.read_until(b'\n', &mut line).unwrap_or(0) == 0 || line == b"\r\n" {
-                    break;
-                }
-                lines.push(String::from_utf8_lossy(&line).trim_end().to_owned());
-            }
-            let Some((line, rest)) = lines.split_first() else {
-                continue;
-            };
-            let headers = rest
-                .iter()
-                .filter_map(|l| l.split_once(':'))
-                .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
-                .collect();
-            let request = Seen {
-                line: line.clone(),
-                headers,
-            };
-            let body: String = request
-                .apim()
-                .iter()
-                .map(|(n, v)| format!("{n}: {v}\n"))
-                .collect();
-            record.lock().unwrap().push(request);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (addr, seen)
+/// How many headers of `seen` have a name that starts with `prefix` (lower case), in any case.
+fn count(seen: &Seen, prefix: &str) -> usize {
+    seen.headers
+        .iter()
+        .filter(|(n, _)| n.to_ascii_lowercase().starts_with(prefix))
+        .count()
 }
 
 /// An answer: status, lower-cased headers, body (lossily decoded).
@@ -266,12 +124,11 @@ fn token() -> String {
 /// serve, the API and nginx (with examples/nginx.conf), each on a free port.
 struct Stack {
     nginx: SocketAddr,
-    serve: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    api: Upstream,
     error_log: PathBuf,
     // Dropped in this order: nginx, then serve, then the directory.
     _nginx: Running,
-    _serve: Running,
+    serve: Serve,
     _dir: tempfile::TempDir,
 }
 
@@ -285,13 +142,9 @@ impl Stack {
         );
         let dir = tempfile::tempdir().unwrap();
         let keystore = dir.path().join("keystore.json");
-        std::fs::write(&keystore, format!(r#"{{"gw1": {{"primary": "{KEY}"}}}}"#)).unwrap();
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&keystore, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        let (serve, serve_addr) = start_serve(&keystore);
-        let (api_addr, seen) = start_api();
+        write_private(&keystore, &format!(r#"{{"gw1": {{"primary": "{KEY}"}}}}"#));
+        let serve = Serve::command().now(NOW).keystore(&keystore).start();
+        let api = Upstream::listing_apim();
 
         // examples/nginx.conf, with free ports in place of 8080 (nginx), 8089 (serve), 9000 (API).
         let nginx_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -301,48 +154,42 @@ impl Stack {
         }
         let conf = example
             .replace("127.0.0.1:8080", &nginx_addr.to_string())
-            .replace("127.0.0.1:8089", &serve_addr.to_string())
-            .replace("127.0.0.1:9000", &api_addr.to_string());
+            .replace("127.0.0.1:8089", &serve.addr.to_string())
+            .replace("127.0.0.1:9000", &api.addr.to_string());
         let prefix = dir.path().join("nginx");
         std::fs::create_dir_all(prefix.join("logs")).unwrap();
         std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
         let error_log = prefix.join("error.log");
-        let nginx = Command::new(NGINX)
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(prefix.join("nginx.conf"))
-            .arg("-e")
-            .arg(&error_log)
-            .arg("-g")
-            .arg(format!(
-                "daemon off; pid {};",
-                prefix.join("nginx.pid").display()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stack = Stack {
+        let mut nginx = Running(
+            Command::new(NGINX)
+                .arg("-p")
+                .arg(&prefix)
+                .arg("-c")
+                .arg(prefix.join("nginx.conf"))
+                .arg("-e")
+                .arg(&error_log)
+                .arg("-g")
+                .arg(format!(
+                    "daemon off; pid {};",
+                    prefix.join("nginx.pid").display()
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        nginx.await_listening(nginx_addr, || {
+            std::fs::read_to_string(&error_log).unwrap_or_default()
+        });
+        Stack {
             nginx: nginx_addr,
-            serve: serve_addr,
-            seen,
+            api,
             error_log,
-            _nginx: Running(nginx),
-            _serve: serve,
+            _nginx: nginx,
+            serve,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(nginx_addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx never listened:\n{}",
-                stack.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        stack
     }
 
     fn log(&self) -> String {
@@ -350,7 +197,7 @@ impl Stack {
     }
 
     fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.api.seen()
     }
 }
 
@@ -408,7 +255,7 @@ fn nginx_auth_request_lets_valid_tokens_through_with_the_gateway_id() {
     assert_eq!(stack.seen().len(), 1);
 
     // apim-sas counted what nginx asked.
-    let metrics = get(stack.serve, "/metrics", &[]).body;
+    let metrics = get(stack.serve.addr, "/metrics", &[]).body;
     for line in [
         r#"apim_sas_verifications_total{result="valid"} 1"#,
         r#"apim_sas_verifications_total{result="SignatureMismatch"} 1"#,
@@ -480,7 +327,7 @@ fn requests_nginx_accepts_are_passed_or_refused_never_a_500() {
             .iter()
             .filter(|(n, _)| n.starts_with("X-Pad-"))
             .count();
-        assert_eq!(api.count("x-pad-"), pads, "{what}");
+        assert_eq!(count(api, "x-pad-"), pads, "{what}");
         let cookies_sent: usize = extra
             .iter()
             .filter(|(n, _)| *n == "Cookie")
@@ -489,7 +336,7 @@ fn requests_nginx_accepts_are_passed_or_refused_never_a_500() {
         let cookies_seen: usize = api
             .headers
             .iter()
-            .filter(|(n, _)| n == "cookie")
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
             .map(|(_, v)| v.len())
             .sum();
         assert_eq!(cookies_seen, cookies_sent, "{what}");

@@ -3,12 +3,12 @@
 //! Kubernetes symlink swap, a broken file), shutdown, the logs and the metrics, and rotation
 //! under load with the memory held flat.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
@@ -16,6 +16,7 @@ use apim_sas::{Format, GatewayKey, Signer};
 
 mod common;
 use common::http::{authorized, request, Conn, Reply};
+use common::serve::{write_private, Keys, Serve, ServeCommand};
 
 const NOW: &str = "2026-04-21T00:44:00Z";
 /// In every key these tests write; must never appear in a log line.
@@ -60,221 +61,15 @@ fn keystore(gateways: &[(&str, &str, Option<&str>)]) -> String {
     format!("{{{}}}", entries.join(", "))
 }
 
-/// Writes a private file (mode 600) atomically: a temporary file renamed over `path`.
-fn write_private(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    set_private(&tmp);
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 fn set_private(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// The running binary; killed (by its own id) when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    /// Starts `apim-sas serve --listen 127.0.0.1:0 --now NOW ARGS` and waits until it is ready.
-    fn start(args: &[&str]) -> Server {
-        let server = Server::start_unready(args);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while server.conn().send(&request("GET", "/readyz", &[])).status != 200 {
-            assert!(Instant::now() < deadline, "never ready:\n{}", server.log());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        server
-    }
-
-    /// Starts the server and waits only for its address.
-    fn start_unready(args: &[&str]) -> Server {
-        Server::try_start(args).unwrap_or_else(|(status, log)| {
-            panic!("serve exited ({status:?}) before listening:\n{log}")
-        })
-    }
-
-    fn try_start(args: &[&str]) -> Result<Server, (Option<ExitStatus>, String)> {
-        Server::try_start_with(args, Stdio::null())
-    }
-
-    /// As `try_start`, with `stdin` as the server's stdin (`--keystore -` reads its keys there).
-    fn try_start_with(args: &[&str], stdin: Stdio) -> Result<Server, (Option<ExitStatus>, String)> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_apim-sas"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--now", NOW])
-            .args(args)
-            .env_remove("APIM_SAS_KEY")
-            .stdin(stdin)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(at) = line.find("listening on http://") {
-                    let rest = &line[at + "listening on http://".len()..];
-                    let addr: String = rest
-                        .chars()
-                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                        .collect();
-                    let _ = tx.send(addr);
-                }
-                let mut lines = lines.lock().unwrap();
-                // Bounded: the load tests refuse many requests, each logged.
-                if lines.len() < 10_000 {
-                    lines.push(line);
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(20)) {
-                return Ok(Server {
-                    child,
-                    addr: addr.parse().unwrap(),
-                    log,
-                });
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
-                return Err((Some(status), log.lock().unwrap().join("\n")));
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return Err((None, log.lock().unwrap().join("\n")));
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Waits until a log line contains `text`.
-    fn wait_log(&self, text: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.log().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {text:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "still running:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Resident memory of the process, in KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    /// CPU time the process has used (user + system).
-    fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        let per_second: u64 = String::from_utf8(
-            Command::new("getconf")
-                .arg("CLK_TCK")
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-        Duration::from_micros(ticks * 1_000_000 / per_second)
-    }
-
-    fn conn(&self) -> Conn {
-        Conn::open(self.addr)
-    }
-
-    fn metrics(&self) -> String {
-        let reply = self.conn().send(&request("GET", "/metrics", &[]));
-        assert_eq!(reply.status, 200);
-        String::from_utf8(reply.body).unwrap()
-    }
-
-    /// The value of one sample line of /metrics.
-    fn metric(&self, sample: &str) -> f64 {
-        let text = self.metrics();
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
-            .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A temporary directory holding `keystore.json` (mode 600).
-struct Keys {
-    dir: tempfile::TempDir,
-}
-
-impl Keys {
-    fn new(text: &str) -> Keys {
-        let keys = Keys {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        write_private(&keys.path(), text);
-        keys
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("keystore.json")
-    }
-
-    fn arg(&self) -> String {
-        self.path().to_str().unwrap().to_owned()
-    }
+/// `apim-sas serve --listen 127.0.0.1:0 --now NOW ARGS`.
+fn serve(args: &[&str]) -> ServeCommand {
+    // Bounded: the load tests refuse many requests, each logged.
+    Serve::command().now(NOW).keep_lines(10_000).args(args)
 }
 
 fn gw1_keys() -> Keys {
@@ -308,7 +103,7 @@ fn assert_refused(reply: &Reply, code: &str) {
 #[test]
 fn verify_answers_200_with_who_it_was_and_401_with_the_code() {
     let keys = gw1_keys();
-    let server = Server::start(&["--keystore", &keys.arg()]);
+    let server = serve(&["--keystore", &keys.arg()]).start();
     let mut conn = server.conn();
 
     let compact = day_token("gw1", "p1");
@@ -634,14 +429,15 @@ fn assert_prometheus_0_0_4(text: &str) {
 #[test]
 fn the_token_is_read_from_the_first_present_header_of_the_list() {
     let keys = gw1_keys();
-    let server = Server::start(&[
+    let server = serve(&[
         "--keystore",
         &keys.arg(),
         "--header",
         "X-Apim-Token",
         "--header",
         "Authorization",
-    ]);
+    ])
+    .start();
     let mut conn = server.conn();
     let good = format!("GatewayKey {}", day_token("gw1", "p1"));
     let reply = conn.send(&request("GET", "/verify", &[("X-Apim-Token", &good)]));
@@ -659,7 +455,7 @@ fn the_token_is_read_from_the_first_present_header_of_the_list() {
 #[test]
 fn limits_431_for_big_heads_toolong_tokens_and_unread_bodies() {
     let keys = gw1_keys();
-    let server = Server::start(&["--keystore", &keys.arg(), "--head-timeout", "1s"]);
+    let server = serve(&["--keystore", &keys.arg(), "--head-timeout", "1s"]).start();
     let good = day_token("gw1", "p1");
 
     // A head just under 16 KiB passes; one over is 431.
@@ -739,7 +535,7 @@ fn limits_431_for_big_heads_toolong_tokens_and_unread_bodies() {
 #[test]
 fn a_connection_without_a_complete_head_is_closed_after_10_seconds_by_default() {
     let keys = gw1_keys();
-    let server = Server::start(&["--keystore", &keys.arg()]);
+    let server = serve(&["--keystore", &keys.arg()]).start();
     let mut slow = server.conn();
     let started = Instant::now();
     slow.stream.write_all(b"GET /verify HTTP/1.1\r\n").unwrap();
@@ -762,7 +558,9 @@ fn a_connection_without_a_complete_head_is_closed_after_10_seconds_by_default() 
 fn readiness_waits_for_the_keys() {
     // Keys that are not there yet: a keystore read from stdin, which the test writes later. (A
     // FIFO at the key file's path is refused without waiting: tests/serve_hostile.rs.)
-    let mut server = Server::try_start_with(&["--keystore", "-"], Stdio::piped())
+    let mut server = serve(&["--keystore", "-"])
+        .stdin_piped()
+        .try_start()
         .unwrap_or_else(|(status, log)| panic!("exited ({status:?}):\n{log}"));
     let mut conn = server.conn();
     assert_eq!(conn.send(&request("GET", "/healthz", &[])).status, 200);
@@ -771,7 +569,7 @@ fn readiness_waits_for_the_keys() {
     let good = day_token("gw1", "p1");
     assert_eq!(conn.send(&authorized("/verify", &good)).status, 503);
 
-    let mut stdin = server.child.stdin.take().unwrap();
+    let mut stdin = server.stdin();
     stdin
         .write_all(keystore(&[("gw1", "p1", None)]).as_bytes())
         .unwrap();
@@ -790,10 +588,12 @@ fn readiness_waits_for_the_keys() {
 #[test]
 fn a_first_load_past_its_deadline_exits_2() {
     let started = Instant::now();
-    let mut server = Server::try_start_with(&["--keystore", "-"], Stdio::piped())
+    let mut server = serve(&["--keystore", "-"])
+        .stdin_piped()
+        .try_start()
         .unwrap_or_else(|(status, log)| panic!("exited ({status:?}):\n{log}"));
     let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
+        if let Some(status) = server.try_wait() {
             break status;
         }
         assert!(
@@ -998,7 +798,7 @@ fn run_briefly_with(args: &[&str], key: Option<&str>) -> std::process::Output {
 }
 
 /// Waits until `token` gets `status`; the time it took.
-fn until_status(server: &Server, token: &str, status: u16, within: Duration) -> Duration {
+fn until_status(server: &Serve, token: &str, status: u16, within: Duration) -> Duration {
     let started = Instant::now();
     let mut conn = server.conn();
     loop {
@@ -1018,7 +818,7 @@ fn until_status(server: &Server, token: &str, status: u16, within: Duration) -> 
 fn sighup_reloads_the_keys() {
     let keys = Keys::new(&keystore(&[("gw1", "p1", None)]));
     // No polling: only the signal can reload.
-    let server = Server::start(&["--keystore", &keys.arg(), "--poll", "none"]);
+    let server = serve(&["--keystore", &keys.arg(), "--poll", "none"]).start();
     let (old, new) = (day_token("gw1", "p1"), day_token("gw1", "p2"));
     let mut conn = server.conn();
     assert_eq!(conn.send(&authorized("/verify", &old)).status, 200);
@@ -1106,7 +906,7 @@ impl SecretVolume {
 #[test]
 fn a_kubernetes_secret_swap_is_seen_within_two_seconds() {
     let mut volume = SecretVolume::new(&keystore(&[("gw1", "p1", None)]));
-    let server = Server::start(&["--keystore", &volume.arg()]);
+    let server = serve(&["--keystore", &volume.arg()]).start();
     let (old, new) = (day_token("gw1", "p1"), day_token("gw1", "p2"));
     assert_eq!(server.conn().send(&authorized("/verify", &old)).status, 200);
 
@@ -1140,7 +940,7 @@ fn a_kubernetes_secret_swap_is_seen_within_two_seconds() {
 #[test]
 fn a_broken_key_file_keeps_the_old_keys_serving() {
     let keys = Keys::new(&keystore(&[("gw1", "p1", None)]));
-    let server = Server::start(&["--keystore", &keys.arg()]);
+    let server = serve(&["--keystore", &keys.arg()]).start();
     let good = day_token("gw1", "p1");
     let mut conn = server.conn();
     assert_eq!(conn.send(&authorized("/verify", &good)).status, 200);
@@ -1217,7 +1017,7 @@ fn a_broken_key_file_keeps_the_old_keys_serving() {
 fn a_bad_key_file_reloaded_by_sighup_is_not_reloaded_again_by_the_poll() {
     let keys = Keys::new(&keystore(&[("gw1", "p1", None)]));
     // A poll every 2 s: the signal comes milliseconds after the change, well before the poll.
-    let server = Server::start(&["--keystore", &keys.arg(), "--poll", "2s"]);
+    let server = serve(&["--keystore", &keys.arg(), "--poll", "2s"]).start();
     write_private(
         &keys.path(),
         &format!(r#"{{"gw1": {{"primary": "{CANARY}""#),
@@ -1269,7 +1069,7 @@ fn a_bad_key_file_reloaded_by_sighup_is_not_reloaded_again_by_the_poll() {
 fn sigterm_and_sigint_drain_and_exit_0() {
     for signal in ["TERM", "INT"] {
         let keys = gw1_keys();
-        let mut server = Server::start(&["--keystore", &keys.arg()]);
+        let mut server = serve(&["--keystore", &keys.arg()]).start();
         // An idle keep-alive connection does not hold the exit up.
         let mut idle = server.conn();
         assert_eq!(
@@ -1301,7 +1101,7 @@ fn sigterm_and_sigint_drain_and_exit_0() {
 #[test]
 fn a_connection_still_sending_is_given_the_drain_time_and_no_more() {
     let keys = gw1_keys();
-    let mut server = Server::start(&["--keystore", &keys.arg(), "--drain", "1s"]);
+    let mut server = serve(&["--keystore", &keys.arg(), "--drain", "1s"]).start();
     let mut busy = server.conn();
     // A request on its way: the head started, the rest not yet sent.
     busy.stream.write_all(b"GET /verify HTTP/1.1\r\n").unwrap();
@@ -1320,7 +1120,7 @@ fn a_connection_still_sending_is_given_the_drain_time_and_no_more() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let keys = gw1_keys();
-    let server = Server::start(&[
+    let server = serve(&[
         "--keystore",
         &keys.arg(),
         "--log-format",
@@ -1329,7 +1129,8 @@ fn json_logs_are_one_object_per_line() {
         "X-Apim-Token",
         "--header",
         "Authorization",
-    ]);
+    ])
+    .start();
     let reply = server.conn().send(&request("GET", "/verify/orders", &[]));
     assert_eq!(reply.status, 401);
     server.wait_log("refused", Duration::from_secs(5));
@@ -1377,7 +1178,7 @@ fn generation(g: usize) -> String {
 /// swapped `swaps` times (Kubernetes symlink swaps, and rewrites followed by SIGHUP). Returns the
 /// requests made; panics on any unexpected answer or failed request.
 fn rotate_under_load(
-    server: &Server,
+    server: &Serve,
     volume: &mut SecretVolume,
     swaps: usize,
     threads: usize,
@@ -1469,7 +1270,7 @@ fn rotate_under_load(
 #[test]
 fn keys_rotated_under_load_never_fail_a_request() {
     let mut volume = SecretVolume::new(&generation(0));
-    let server = Server::start(&["--keystore", &volume.arg()]);
+    let server = serve(&["--keystore", &volume.arg()]).start();
     let started = Instant::now();
     let requests = rotate_under_load(&server, &mut volume, 16, 3);
     eprintln!(
@@ -1514,7 +1315,7 @@ fn hammer(addr: SocketAddr, count: usize, threads: usize) {
 
 fn memory_stays_flat(requests: usize) {
     let keys = gw1_keys();
-    let server = Server::start(&["--keystore", &keys.arg()]);
+    let server = serve(&["--keystore", &keys.arg()]).start();
     hammer(server.addr, 20_000, 2);
     let (before, cpu_before) = (server.rss_kib(), server.cpu());
     let started = Instant::now();

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
@@ -19,6 +19,8 @@ use apim_sas::{Format, GatewayKey, Signer};
 
 mod common;
 use common::http::{authorized, request, Conn, Reply};
+use common::serve::{write_private, write_with_mode, Serve, ServeCommand};
+use common::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_apim-sas");
 const NOW: &str = "2026-04-21T00:44:00Z";
@@ -52,19 +54,6 @@ fn keystore(primary: &str) -> String {
     format!(r#"{{"gw1": {{"primary": "{}"}}}}"#, key(primary))
 }
 
-/// Writes `text` to `path` atomically (a temporary file with `mode`, renamed over `path`).
-fn write_with_mode(path: &Path, text: &str, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-fn write_private(path: &Path, text: &str) {
-    write_with_mode(path, text, 0o600);
-}
-
 /// Makes a FIFO at `path` with `mkfifo` (build.rs found it; the test fails if it fails).
 fn mkfifo(path: &Path) {
     let status = Command::new("mkfifo")
@@ -90,12 +79,8 @@ fn have(program: &str) -> bool {
 }
 
 /// `apim-sas serve --listen 127.0.0.1:0 --now NOW ARGS`.
-fn serve_command(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--now", NOW])
-        .args(args);
-    command
+fn serve(args: &[&str]) -> ServeCommand {
+    Serve::command().now(NOW).args(args)
 }
 
 /// Runs the binary to its end (killed after 10 s): its output and how long it took.
@@ -125,232 +110,25 @@ fn run_briefly(args: &[&str]) -> (std::process::Output, Duration) {
     (child.wait_with_output().unwrap(), took)
 }
 
-/// Waits until `done` holds, at most `within`; panics with `what()` otherwise.
-fn wait_until(within: Duration, mut done: impl FnMut() -> bool, what: impl Fn() -> String) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "{}", what());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn count_log(server: &Serve, text: &str) -> usize {
+    server.log().matches(text).count()
 }
 
-/// The address in a `listening on http://ADDR:PORT` line, if `text` holds one.
-fn listening_addr(text: &str) -> Option<SocketAddr> {
-    let at = text.find("listening on http://")?;
-    let rest = &text[at + "listening on http://".len()..];
-    let addr: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    addr.parse().ok()
+/// SIGTERM, then everything serve wrote on stderr, to the end (a stalled stderr is read now).
+fn stderr_to_end(mut server: Serve) -> Vec<u8> {
+    server.stop();
+    server.stderr()
 }
 
-/// The running binary; killed (by its own id) when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    /// Everything read from its stderr so far.
-    err: Arc<Mutex<Vec<u8>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-    /// A stderr nobody reads (`Server::stalled`), kept open.
-    unread: Option<ChildStderr>,
-}
-
-impl Server {
-    /// Starts `apim-sas serve --listen 127.0.0.1:0 --now NOW ARGS`, reads its stderr, and waits
-    /// until it is ready.
-    fn start(args: &[&str]) -> Server {
-        Server::spawn(serve_command(args), false)
-    }
-
-    /// As `start`, but stderr is read only up to the `listening on` line, then left unread.
-    fn stalled(args: &[&str]) -> Server {
-        Server::spawn(serve_command(args), true)
-    }
-
-    fn spawn(mut command: Command, stall: bool) -> Server {
-        let mut child = command
-            .env_remove("APIM_SAS_KEY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let err: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&err);
-        let reader = std::thread::spawn(move || {
-            if stall {
-                // One byte at a time, so that nothing after the line is taken from the pipe.
-                let mut byte = [0u8; 1];
-                while let Ok(1) = stderr.read(&mut byte) {
-                    let mut seen = sink.lock().unwrap();
-                    seen.push(byte[0]);
-                    if byte[0] == b'\n' {
-                        if let Some(addr) = listening_addr(&String::from_utf8_lossy(&seen)) {
-                            drop(seen);
-                            let _ = tx.send((addr, Some(stderr)));
-                            return;
-                        }
-                    }
-                }
-                return;
-            }
-            let mut chunk = [0u8; 8192];
-            let mut sent = false;
-            while let Ok(n @ 1..) = stderr.read(&mut chunk) {
-                let mut seen = sink.lock().unwrap();
-                seen.extend_from_slice(&chunk[..n]);
-                if !sent {
-                    if let Some(addr) = listening_addr(&String::from_utf8_lossy(&seen)) {
-                        let _ = tx.send((addr, None));
-                        sent = true;
-                    }
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let (addr, unread) = loop {
-            if let Ok(found) = rx.recv_timeout(Duration::from_millis(20)) {
-                break found;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "serve exited ({status}) before listening:\n{}",
-                    String::from_utf8_lossy(&err.lock().unwrap())
-                );
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "serve never listened:\n{}",
-                    String::from_utf8_lossy(&err.lock().unwrap())
-                );
-            }
-        };
-        let server = Server {
-            child,
-            addr,
-            err,
-            reader: Some(reader),
-            unread,
-        };
-        wait_until(
-            Duration::from_secs(10),
-            || server.try_get("/readyz").is_some_and(|r| r.status == 200),
-            || format!("never ready:\n{}", server.log()),
-        );
-        server
-    }
-
-    /// Stderr so far, up to its last complete line.
-    fn log(&self) -> String {
-        let err = self.err.lock().unwrap();
-        let end = err.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        String::from_utf8_lossy(&err[..end]).into_owned()
-    }
-
-    fn count_log(&self, text: &str) -> usize {
-        self.log().matches(text).count()
-    }
-
-    fn wait_log(&self, text: &str, within: Duration) {
-        wait_until(
-            within,
-            || self.log().contains(text),
-            || format!("no log line with {text:?}:\n{}", self.log()),
-        );
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// SIGTERM, then everything it wrote on stderr, to the end (a stalled stderr is read now).
-    fn stop(mut self) -> Vec<u8> {
-        if let Some(mut unread) = self.unread.take() {
-            let sink = Arc::clone(&self.err);
-            self.reader = Some(std::thread::spawn(move || {
-                let mut chunk = [0u8; 8192];
-                while let Ok(n @ 1..) = unread.read(&mut chunk) {
-                    sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-                }
-            }));
-        }
-        self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("still running 15 s after SIGTERM:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        std::mem::take(&mut *self.err.lock().unwrap())
-    }
-
-    /// Resident memory of the process, in KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    /// Its (soft, hard) limit of open files, from /proc.
-    fn open_files_limit(&self) -> (String, String) {
-        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.child.id())).unwrap();
-        let line = limits
-            .lines()
-            .find(|l| l.starts_with("Max open files"))
-            .unwrap();
-        let fields: Vec<&str> = line["Max open files".len()..].split_whitespace().collect();
-        (fields[0].to_owned(), fields[1].to_owned())
-    }
-
-    fn conn(&self) -> Conn {
-        Conn::open(self.addr)
-    }
-
-    /// A GET on a new connection; none when the connection fails.
-    fn try_get(&self, path: &str) -> Option<Reply> {
-        let mut conn = Conn::try_open(self.addr).ok()?;
-        conn.try_send(&request("GET", path, &[])).ok()
-    }
-
-    fn metrics(&self) -> String {
-        let reply = self.conn().send(&request("GET", "/metrics", &[]));
-        assert_eq!(reply.status, 200);
-        String::from_utf8(reply.body).unwrap()
-    }
-
-    /// The value of one sample line of /metrics.
-    fn metric(&self, sample: &str) -> f64 {
-        let text = self.metrics();
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
-            .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Its (soft, hard) limit of open files, from /proc.
+fn open_files_limit(server: &Serve) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line["Max open files".len()..].split_whitespace().collect();
+    (fields[0].to_owned(), fields[1].to_owned())
 }
 
 /// How soon a request must be answered for the service to count as not stalled: three times the
@@ -360,7 +138,7 @@ impl Drop for Server {
 const RESPONSIVE: Duration = Duration::from_secs(3);
 
 /// Sends `req` on a new connection and times the answer, which must be `status`.
-fn answers_within(server: &Server, req: &[u8], status: u16, within: Duration) -> Reply {
+fn answers_within(server: &Serve, req: &[u8], status: u16, within: Duration) -> Reply {
     let started = Instant::now();
     let mut conn = server.conn();
     conn.stream.set_read_timeout(Some(within * 5)).unwrap();
@@ -421,7 +199,7 @@ fn key_files_that_block_never_stall_reloads() {
     // While serving, found by the poll (every 500 ms by default).
     let path = dir.path().join("keystore.json");
     write_private(&path, &keystore("p1"));
-    let server = Server::start(&["--keystore", path.to_str().unwrap()]);
+    let server = serve(&["--keystore", path.to_str().unwrap()]).start();
     let (old, new) = (day_token("gw1", "p1"), day_token("gw1", "p2"));
     answers_within(&server, &authorized("/verify", &old), 200, RESPONSIVE);
     swap_in_fifo(dir.path(), &path);
@@ -486,7 +264,7 @@ fn key_files_that_block_never_stall_reloads() {
 
     // Without the poll: SIGHUP alone, on the FIFO and then on the good keystore.
     write_private(&path, &keystore("p1"));
-    let server = Server::start(&["--keystore", path.to_str().unwrap(), "--poll", "none"]);
+    let server = serve(&["--keystore", path.to_str().unwrap(), "--poll", "none"]).start();
     swap_in_fifo(dir.path(), &path);
     server.signal("HUP");
     wait_until(
@@ -659,17 +437,12 @@ impl Drop for Holder {
 
 /// `serve ARGS` started by `sh` after `ulimit LIMIT` (`-Sn 1024`: the soft limit of open
 /// files, as systemd sets it).
-fn serve_under_ulimit(limit: &str, args: &[&str]) -> Server {
-    let mut command = Command::new("sh");
-    command
-        .args(["-c", &format!(r#"ulimit {limit} && exec "$0" "$@""#), BIN])
-        .args(["serve", "--listen", "127.0.0.1:0", "--now", NOW])
-        .args(args);
-    Server::spawn(command, false)
+fn serve_under_ulimit(limit: &str, args: &[&str]) -> Serve {
+    serve(args).ulimit(limit).start()
 }
 
 /// The `max_connections` the `listening on` line gives, if it gives one.
-fn max_connections_logged(server: &Server) -> Option<usize> {
+fn max_connections_logged(server: &Serve) -> Option<usize> {
     let log = server.log();
     let line = log.lines().find(|l| l.contains("listening on http://"))?;
     let at = line.find("max_connections")? + "max_connections".len();
@@ -679,30 +452,6 @@ fn max_connections_logged(server: &Server) -> Option<usize> {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
-}
-
-/// CPU time a process has used (user + system).
-fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let per_second: u64 = String::from_utf8(
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
-    Duration::from_micros(ticks * 1_000_000 / per_second)
 }
 
 const HELD: usize = 1100;
@@ -718,7 +467,7 @@ fn serve_raises_its_soft_limit_of_open_files_to_the_hard_one() {
     let path = dir.path().join("keystore.json");
     write_private(&path, &keystore("p1"));
     let server = serve_under_ulimit("-Sn 1024", &["--keystore", path.to_str().unwrap()]);
-    let (soft, hard) = server.open_files_limit();
+    let (soft, hard) = open_files_limit(&server);
     assert_eq!(soft, hard, "the soft limit was not raised to the hard one");
 }
 
@@ -754,7 +503,7 @@ fn bounded_connections() {
 
     // Held with the default idle timeout (75 s): the service still answers.
     let server = serve_under_ulimit("-Sn 1024", &["--keystore", keystore_arg]);
-    let (soft, hard) = server.open_files_limit();
+    let (soft, hard) = open_files_limit(&server);
     eprintln!(
         "serve's limit of open files: soft {soft}, hard {hard}; max_connections {:?}",
         max_connections_logged(&server)
@@ -791,7 +540,7 @@ fn bounded_connections() {
         held_rss < idle_rss + HELD as u64 * 256,
         "RSS {held_rss} KiB with {HELD} connections ({idle_rss} KiB without)"
     );
-    assert_eq!(server.count_log("accept failed"), 0, "{}", server.log());
+    assert_eq!(count_log(&server, "accept failed"), 0, "{}", server.log());
     drop(holder);
     drop(server);
 
@@ -829,7 +578,7 @@ fn bounded_connections() {
     // Under a hard limit of 512 open files: the cap is lowered to fit, and what is beyond it
     // waits in the backlog.
     let server = serve_under_ulimit("-n 512", &["--keystore", keystore_arg]);
-    let (soft, hard) = server.open_files_limit();
+    let (soft, hard) = open_files_limit(&server);
     let max = max_connections_logged(&server);
     eprintln!("under ulimit -n 512: soft {soft}, hard {hard}; max_connections {max:?}");
     if let Some(max) = max {
@@ -846,7 +595,7 @@ fn bounded_connections() {
     // A request behind the held connections waits for a free slot.
     let mut waiting = server.conn();
     waiting.stream.write_all(&good).unwrap();
-    let cpu_before = cpu_of(server.child.id());
+    let cpu_before = server.cpu();
     waiting
         .stream
         .set_read_timeout(Some(Duration::from_secs(2)))
@@ -859,7 +608,7 @@ fn bounded_connections() {
         )),
         "answered beyond the cap of {max:?}: {peeked:?}"
     );
-    let cpu = cpu_of(server.child.id()) - cpu_before;
+    let cpu = server.cpu() - cpu_before;
     eprintln!("CPU with every slot taken, over 2 s: {cpu:?}");
     assert!(cpu < Duration::from_millis(500), "a busy loop? {cpu:?}");
     let waited = Instant::now();
@@ -880,7 +629,7 @@ fn bounded_connections() {
         waited.elapsed()
     );
     answers_within(&server, &good, 200, RESPONSIVE);
-    assert_eq!(server.count_log("accept failed"), 0, "{}", server.log());
+    assert_eq!(count_log(&server, "accept failed"), 0, "{}", server.log());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -912,7 +661,9 @@ fn a_stalled_stderr_never_blocks_requests() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keystore.json");
     write_private(&path, &keystore("p1"));
-    let server = Server::stalled(&["--keystore", path.to_str().unwrap(), "--log-format", "json"]);
+    let server = serve(&["--keystore", path.to_str().unwrap(), "--log-format", "json"])
+        .stall_stderr()
+        .start();
     let refused = request("GET", &format!("/verify/{}", "x".repeat(4000)), &[]);
     let mut conn = server.conn();
     let mut slowest = Duration::ZERO;
@@ -963,7 +714,7 @@ fn a_stalled_stderr_never_blocks_requests() {
             "-c",
             &format!(
                 "while kill -HUP {}; do j=0; while [ $j -lt 100 ]; do j=$((j+1)); done; done",
-                server.child.id()
+                server.pid()
             ),
         ])
         .spawn()
@@ -1010,7 +761,7 @@ fn a_stalled_stderr_never_blocks_requests() {
         "{metrics}"
     );
 
-    let stderr = String::from_utf8(server.stop()).expect("stderr is UTF-8");
+    let stderr = String::from_utf8(stderr_to_end(server)).expect("stderr is UTF-8");
     let lines: Vec<&str> = stderr.split_terminator('\n').collect();
     eprintln!("{} lines written", lines.len());
     for line in &lines {
@@ -1202,24 +953,25 @@ fn json_logs_are_one_record_per_line_for_every_reader() {
     std::fs::create_dir(&keys_dir).unwrap();
     let path = keys_dir.join("keystore.json");
     write_with_mode(&path, &keystore("p1"), 0o640);
-    let server = Server::start(&[
+    let server = serve(&[
         "--keystore",
         path.to_str().unwrap(),
         "--log-format",
         "json",
         "--poll",
         "none",
-    ]);
+    ])
+    .start();
     let sent = hostile_requests(server.addr);
     wait_until(
         Duration::from_secs(5),
-        || server.count_log(r#""message":"refused""#) >= sent.len(),
+        || count_log(&server, r#""message":"refused""#) >= sent.len(),
         || format!("not every refusal logged:\n{}", server.log()),
     );
 
     // The permission warning: once at start, not again for 3 SIGHUPs without a change.
     let oks = r#"apim_sas_keystore_reloads_total{result="ok"}"#;
-    let warned = |server: &Server| server.count_log("readable by group or others");
+    let warned = |server: &Serve| count_log(server, "readable by group or others");
     for n in 1..=3 {
         server.signal("HUP");
         wait_until(
@@ -1252,7 +1004,7 @@ fn json_logs_are_one_record_per_line_for_every_reader() {
     );
     assert_eq!(warned(&server), 2, "{}", server.log());
 
-    let stderr = String::from_utf8(server.stop()).expect("stderr is UTF-8");
+    let stderr = String::from_utf8(stderr_to_end(server)).expect("stderr is UTF-8");
     assert!(!stderr.contains(CANARY), "{stderr}");
     assert!(stderr.ends_with('\n'), "{stderr}");
     let records: Vec<&str> = stderr.split_terminator('\n').collect();
@@ -1330,14 +1082,14 @@ fn json_logs_are_one_record_per_line_for_every_reader() {
     let text_dir = tempfile::tempdir().unwrap();
     let text_path = text_dir.path().join("keystore.json");
     write_private(&text_path, &keystore("p1"));
-    let server = Server::start(&["--keystore", text_path.to_str().unwrap()]);
+    let server = serve(&["--keystore", text_path.to_str().unwrap()]).start();
     let sent = hostile_requests(server.addr);
     wait_until(
         Duration::from_secs(5),
-        || server.count_log("refused") >= sent.len(),
+        || count_log(&server, "refused") >= sent.len(),
         || format!("not every refusal logged:\n{}", server.log()),
     );
-    let stderr = String::from_utf8(server.stop()).expect("stderr is UTF-8");
+    let stderr = String::from_utf8(stderr_to_end(server)).expect("stderr is UTF-8");
     let forbidden = raw_forbidden(&stderr);
     assert!(
         forbidden.is_empty(),
@@ -1426,7 +1178,7 @@ fn half_closed_clients_get_their_answer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keystore.json");
     write_private(&path, &keystore("p1"));
-    let server = Server::start(&["--keystore", path.to_str().unwrap()]);
+    let server = serve(&["--keystore", path.to_str().unwrap()]).start();
     let healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     for (clients, tries) in [(1, 500), (4, 500)] {
         let failures = half_close_tries(server.addr, healthz, clients, tries, "\r\n\r\nok\n");

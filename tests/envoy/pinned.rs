@@ -147,7 +147,7 @@ fn reply_headers(reply: &Reply) -> Vec<(&str, &str)> {
 )]
 fn envoy_1_40_applies_a_check_response_as_pinned() {
     let _one = one_at_a_time();
-    let upstream = Upstream::start();
+    let upstream = Upstream::echoing();
     let stub = stub::Stub::start(script);
     let envoy = Envoy::start(&Recipe::grpc().filled(stub.addr, upstream.addr));
     let front = envoy.listener("ingress");
@@ -350,7 +350,7 @@ fn failing_open_passes_unchecked_requests_and_only_header_mutation_strips_the_cl
         let mut stack = Stack::start(recipe, |r, s, a| failing_open(r).filled(s, a));
         let spoofs = stack.spoofs_h1();
         let spoofed = borrowed(&spoofs);
-        stack.serve.stop();
+        stop(&mut stack.serve);
         let seen = echoed(&stack.get(&spoofed));
         assert_eq!(apim_headers(&seen), [], "{doc}: {seen:?}");
         assert!(
@@ -379,7 +379,7 @@ fn failing_open_passes_unchecked_requests_and_only_header_mutation_strips_the_cl
         headers.extend_from_slice(&spoofed);
         let identity = stack.verdicts.identity(&token);
         assert_passed(&stack.get(&headers), &token, &identity, doc);
-        stack.serve.stop();
+        stop(&mut stack.serve);
         let seen = echoed(&stack.get(&spoofed));
         for name in IDENTITY {
             let sent: Vec<&str> = spoofs
