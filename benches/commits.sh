@@ -106,6 +106,7 @@ done
 
 echo "summary: ratio to the floor, 10th percentile, each run"
 for side in a b; do
+  [[ -f $tmp/out-$side ]] || continue
   for op in verify sign; do
     printf '%s %-7s %s\n' "${side^^}" "$op" \
       "$(awk -v op="$op" '$1 == op { printf "%s ", $3 }' "$tmp/out-$side")"
