@@ -81,6 +81,17 @@
 //! `WWW-Authenticate: SharedAccessSignature error="<Code>"` challenge and Azure's ErrorResponse
 //! JSON. `apim-sas serve` is built on it. See `examples/axum_guard.rs`.
 //!
+//! # Verify for a gateway (features `ext-authz`, `spoe`)
+//!
+//! The same verdict, over the same [`layer::SharedVerifier`], in the protocol each gateway asks
+//! in; every refusal with the same code, message and body:
+//!
+//! | gateway | asks through | module |
+//! | --- | --- | --- |
+//! | axum, hyper, tonic; nginx `auth_request`, Traefik, Caddy (through `apim-sas serve`) | HTTP | [`layer`] |
+//! | Envoy, Istio, Contour, Envoy Gateway | gRPC `ext_authz` | [`ext_authz`] |
+//! | HAProxy | SPOE (SPOP frames) | [`spoe`] |
+//!
 //! # Choices where the format is silent
 //!
 //! - Input that is only whitespace is `EmptyToken`, as it is for the command line (which trims).
@@ -127,14 +138,13 @@
 mod cache;
 mod error;
 mod expiry;
-#[cfg(feature = "ext-authz")]
-pub mod ext_authz;
+// The gateway adapters, grouped in src/gateway/ and public here, at the root (see its docs).
+// Not gated itself, so that each adapter's page names its own feature alone.
+mod gateway;
 pub mod header;
 mod key;
 #[cfg(feature = "keystore")]
 mod keystore;
-#[cfg(feature = "tower")]
-pub mod layer;
 mod policy;
 mod sign;
 mod source;
@@ -151,6 +161,13 @@ pub use sign::Signer;
 pub use source::TokenSource;
 pub use token::{Format, Scheme, Token, UntrustedToken, MAX_ID_LEN, MAX_TOKEN_LEN, SIGNATURE_LEN};
 pub use verify::{Verified, Verifier};
+
+#[cfg(feature = "ext-authz")]
+pub use gateway::ext_authz;
+#[cfg(feature = "tower")]
+pub use gateway::layer;
+#[cfg(feature = "spoe")]
+pub use gateway::spoe;
 
 /// Re-exported so that callers name the same `chrono` types the API takes.
 pub use chrono;

@@ -4,8 +4,9 @@
 //! connection is told apart by its first bytes (HTTP/2's connection preface, with prior
 //! knowledge, as Envoy's gRPC clusters connect), and both share the limits below.
 //!
-//! - At most `--max-connections` open (2,048 by default); a client stopped inside what could be
-//!   HTTP/2's preface is closed after `--head-timeout`.
+//! - At most `--max-connections` open (2,048 by default), counting the SPOE port's (`spoe.rs`):
+//!   one pool, as the file descriptors are one; a client stopped inside what could be HTTP/2's
+//!   preface is closed after `--head-timeout`.
 //! - HTTP/1.1: a request head over 16 KiB is `431`, and a connection that moves no byte for
 //!   `--idle-timeout` (75 s) is closed.
 //! - HTTP/2: at most 100 streams open on a connection ([`MAX_STREAMS`]; a client that opens more
@@ -251,13 +252,14 @@ async fn stalled(
 }
 
 /// `accept failed` at most once a second, with how many were not logged.
-struct AcceptErrors {
+#[derive(Default)]
+pub(super) struct AcceptErrors {
     last: Option<Instant>,
     unlogged: u64,
 }
 
 impl AcceptErrors {
-    fn failed(&mut self, e: &io::Error) {
+    pub(super) fn failed(&mut self, e: &io::Error) {
         let now = Instant::now();
         if self
             .last
@@ -273,12 +275,14 @@ impl AcceptErrors {
 }
 
 /// Accepts connections until `stop` fires, then lets the ones in flight finish within the
-/// drain. At most `max_connections` are open: when all are taken, no more are accepted (the
-/// kernel's backlog holds them) until one closes.
+/// drain. Each holds one of `slots` (`max_connections` of them, shared with the SPOE port):
+/// when all are taken, one more is accepted and waits for a slot, and the rest wait in the
+/// kernel's backlog, until one closes.
 pub(super) async fn accept(
     listener: TcpListener,
     routes: Routes,
     limits: Limits,
+    slots: Arc<Semaphore>,
     stop: oneshot::Receiver<()>,
 ) {
     let mut http = auto::Builder::new(TokioExecutor::new());
@@ -299,21 +303,9 @@ pub(super) async fn accept(
     let http = Arc::new(http);
     // Told to every connection at SIGTERM; dropped by each as it closes (then all have).
     let (drain, draining) = watch::channel(());
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let mut errors = AcceptErrors {
-        last: None,
-        unlogged: 0,
-    };
+    let mut errors = AcceptErrors::default();
     tokio::pin!(stop);
     loop {
-        let slot = tokio::select! {
-            biased;
-            _ = &mut stop => break,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             biased;
             _ = &mut stop => break,
@@ -321,6 +313,16 @@ pub(super) async fn accept(
         };
         match accepted {
             Ok((stream, _)) => {
+                // A slot once accepted, not before: a slot held by a loop waiting to accept
+                // would be one the other port could not have.
+                let slot = tokio::select! {
+                    biased;
+                    _ = &mut stop => break,
+                    slot = Arc::clone(&slots).acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                };
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(serve(
                     stream,

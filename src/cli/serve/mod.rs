@@ -1,13 +1,16 @@
 //! `apim-sas serve`: the local service that gateways ask whether a request may pass (nginx
-//! `auth_request`, Traefik `ForwardAuth`, Envoy `ext_authz` in HTTP mode over HTTP/1.1, and
-//! Envoy's gRPC `ext_authz` over HTTP/2 cleartext on the same port).
+//! `auth_request`, Traefik `ForwardAuth`, Caddy `forward_auth`, Envoy `ext_authz` in HTTP mode
+//! over HTTP/1.1, and Envoy's gRPC `ext_authz` over HTTP/2 cleartext on the same port; HAProxy's
+//! SPOE on a port of its own, `--spoe-listen`).
 //!
 //! This folder holds only process concerns, a file each: listening and its limits
 //! (`listen.rs`), reloading the keys (`reload.rs`), the metrics registry (`metrics.rs`), the HTTP
-//! answers (`answers.rs`), the gRPC answers (`grpc.rs`) and the log lines (`log.rs`). The verdict
-//! on each request comes from the library's [`VerifyLayer`](apim_sas::layer::VerifyLayer), and on
-//! each gRPC Check from the library's [`ExtAuthz`](apim_sas::ext_authz::ExtAuthz) built on that
-//! same layer: the same service library users mount in their own servers.
+//! answers (`answers.rs`), the gRPC answers (`grpc.rs`), the SPOE connections (`spoe.rs`) and the
+//! log lines (`log.rs`). The verdict on each request comes from the library's
+//! [`VerifyLayer`](apim_sas::layer::VerifyLayer), on each gRPC Check from the library's
+//! [`ExtAuthz`](apim_sas::ext_authz::ExtAuthz) and on each SPOE NOTIFY from its
+//! [`Agent`](apim_sas::spoe::Agent), both built on that same layer: the same services library
+//! users mount in their own servers.
 
 mod answers;
 mod grpc;
@@ -15,6 +18,7 @@ mod listen;
 mod log;
 mod metrics;
 mod reload;
+mod spoe;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -24,11 +28,12 @@ use apim_sas::chrono::{DateTime, Utc};
 use apim_sas::ext_authz::ExtAuthz;
 use apim_sas::layer::Layer as _;
 use apim_sas::layer::{SharedVerifier, Verification, VerifyLayer};
+use apim_sas::spoe::Agent;
 use apim_sas::{ErrorKind, Verifier};
 use clap::{Args, ValueEnum};
 use http::header::HeaderName;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 use tracing::info;
 use tracing_appender::non_blocking::ErrorCounter;
 
@@ -51,6 +56,11 @@ pub(crate) struct ServeArgs {
     /// The address to listen on; port 0 picks a free port
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8089")]
     pub(crate) listen: String,
+
+    /// Also answer HAProxy's SPOE (SPOP) on this address, e.g. 127.0.0.1:12345; port 0 picks a
+    /// free port [default: off]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) spoe_listen: Option<String>,
 
     /// A request header holding the token; repeat for several (the first present one is read)
     #[arg(long = "header", value_name = "NAME", default_value = "Authorization")]
@@ -110,6 +120,7 @@ pub(crate) enum LogFormat {
 /// The flags, read and checked before anything starts.
 struct Settings {
     listen: SocketAddr,
+    spoe_listen: Option<SocketAddr>,
     headers: Vec<HeaderName>,
     limits: Limits,
     max_connections: Option<usize>,
@@ -133,20 +144,23 @@ fn std_duration(flag: &'static str, text: &str) -> Result<Duration, Failure> {
 impl Settings {
     fn read(args: ServeArgs, fixed_now: Option<DateTime<Utc>>) -> Result<Settings, Failure> {
         let (policy, only) = args.verifier.read()?;
-        let listen = args
-            .listen
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| {
-                invalid(
-                    "listen",
-                    format!(
-                        "--listen {}: not an ADDR:PORT, e.g. 127.0.0.1:8089",
-                        args.listen
-                    ),
-                )
-            })?;
+        let address = |flag: &'static str, text: &str, example: &str| {
+            text.to_socket_addrs()
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| {
+                    invalid(
+                        flag,
+                        format!("--{flag} {text}: not an ADDR:PORT, e.g. {example}"),
+                    )
+                })
+        };
+        let listen = address("listen", &args.listen, "127.0.0.1:8089")?;
+        let spoe_listen = args
+            .spoe_listen
+            .as_deref()
+            .map(|text| address("spoe-listen", text, "127.0.0.1:12345"))
+            .transpose()?;
         let headers = args
             .headers
             .iter()
@@ -184,6 +198,7 @@ impl Settings {
         };
         Ok(Settings {
             listen,
+            spoe_listen,
             headers,
             limits: Limits {
                 head_timeout: std_duration("--head-timeout", &args.head_timeout)?,
@@ -280,18 +295,11 @@ async fn serve(settings: Settings, log_queue: Option<ErrorCounter>) -> Result<u8
     let terminated = terminated();
     tokio::pin!(terminated);
 
-    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
-        invalid(
-            "listen",
-            format!("--listen {}: cannot listen: {e}", settings.listen),
-        )
-    })?;
-    let addr = listener.local_addr().map_err(|e| {
-        invalid(
-            "listen",
-            format!("--listen {}: cannot listen: {e}", settings.listen),
-        )
-    })?;
+    let (listener, addr) = bind("listen", settings.listen).await?;
+    let spoe_listener = match settings.spoe_listen {
+        Some(spoe_listen) => Some(bind("spoe-listen", spoe_listen).await?),
+        None => None,
+    };
 
     let metrics = Arc::new(Metrics::new(log_queue));
     let shared = SharedVerifier::new(Verifier::new(settings.keys.policy));
@@ -317,14 +325,54 @@ async fn serve(settings: Settings, log_queue: Option<ErrorCounter>) -> Result<u8
         metrics,
     }));
 
+    // One pool of connections for both ports, as the file descriptors are one.
+    let slots = Arc::new(Semaphore::new(settings.limits.max_connections));
     let (stop, stopped) = oneshot::channel();
-    let server = tokio::spawn(accept(listener, routes, settings.limits, stopped));
+    let server = tokio::spawn(accept(
+        listener,
+        routes,
+        settings.limits,
+        Arc::clone(&slots),
+        stopped,
+    ));
     let headers: Vec<&str> = settings.headers.iter().map(HeaderName::as_str).collect();
     info!(
         headers = headers.join(",").as_str(),
         max_connections = settings.limits.max_connections,
         "listening on http://{addr}"
     );
+    let (stop_spoe, spoe_server) = match spoe_listener {
+        Some((listener, spoe_addr)) => {
+            let spoe = Arc::new(spoe::Spoe::new(
+                Agent::from(layer.clone()),
+                Arc::clone(&reloader),
+            ));
+            let (stop, stopped) = oneshot::channel();
+            let server = tokio::spawn(spoe::accept(
+                listener,
+                spoe,
+                settings.limits,
+                slots,
+                stopped,
+            ));
+            info!("listening on spop://{spoe_addr}");
+            (Some(stop), Some(server))
+        }
+        None => (None, None),
+    };
+    // Both ports stop together, and the process waits for both to drain.
+    let stop = move || {
+        let _ = stop.send(());
+        if let Some(stop) = stop_spoe {
+            let _ = stop.send(());
+        }
+    };
+    let stopped = || async {
+        let _ = server.await;
+        if let Some(server) = spoe_server {
+            let _ = server.await;
+        }
+    };
 
     let mut seen = reloader.seen.lock().await;
     let first = tokio::select! {
@@ -341,12 +389,12 @@ async fn serve(settings: Settings, log_queue: Option<ErrorCounter>) -> Result<u8
             info!(gateways, "keys loaded");
         }
         Some(Err(failure)) => {
-            let _ = stop.send(());
+            stop();
             return Err(failure);
         }
         None => {
-            let _ = stop.send(());
-            let _ = server.await;
+            stop();
+            stopped().await;
             return Ok(0);
         }
     }
@@ -366,8 +414,16 @@ async fn serve(settings: Settings, log_queue: Option<ErrorCounter>) -> Result<u8
         signal,
         "stopping: no new connections, answering those in flight"
     );
-    let _ = stop.send(());
-    let _ = server.await;
+    stop();
+    stopped().await;
     info!("stopped");
     Ok(0)
+}
+
+/// A listener on `addr` (given by `--{flag}`), and the address it got.
+async fn bind(flag: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Failure> {
+    let cannot = |e: std::io::Error| invalid(flag, format!("--{flag} {addr}: cannot listen: {e}"));
+    let listener = TcpListener::bind(addr).await.map_err(cannot)?;
+    let bound = listener.local_addr().map_err(cannot)?;
+    Ok((listener, bound))
 }
