@@ -27,12 +27,12 @@
 //! # Overwriting, in every Envoy release
 //!
 //! Each header is sent with both the deprecated `append: false` and `append_action:
-//! OVERWRITE_IF_EXISTS_OR_ADD`. Envoy's gRPC client for ext_authz read only `append` for the
-//! upstream headers in its older releases (a false or absent `append` meant "set"), and reads
-//! `append` first and `append_action` only when `append` is absent in current ones
-//! (`source/extensions/filters/common/ext_authz/ext_authz_grpc_impl.cc`, before and after the
-//! `append_action` support). So `append: false` alone means overwrite in every release; the
-//! `append_action` says the same to any implementation that reads only the newer field.
+//! OVERWRITE_IF_EXISTS_OR_ADD`. Envoy reads only `append` for ext_authz's upstream headers: a
+//! false or absent `append` sets the header, replacing every value the client sent, and `true`
+//! joins them (`client,server`); Envoy 1.40 ignores `append_action` there (pinned against the
+//! real binary by the repository's `tests/envoy/pinned.rs`). So `append: false` is what
+//! overwrites; the `append_action` says the same to any implementation that reads only the newer
+//! field.
 //!
 //! # Mount it
 //!
