@@ -83,10 +83,13 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        for signal in ["-CONT", "-TERM"] {
-            let _ = Command::new("kill")
-                .args([signal, &self.0.id().to_string()])
-                .status();
+        if self.alive() {
+            for signal in ["-CONT", "-TERM"] {
+                let _ = Command::new("kill")
+                    .args([signal, &self.0.id().to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
