@@ -114,9 +114,11 @@
 //! - [monitoring](https://docs.rs/crate/apim-sas/latest/source/docs/monitoring.md): alerts
 //!   before a token expires.
 //! - [serve](https://docs.rs/crate/apim-sas/latest/source/docs/serve.md): `apim-sas serve`
-//!   behind nginx `auth_request`, Traefik, Envoy, Kong, systemd, a Kubernetes sidecar.
-//! - [ext-authz](https://docs.rs/crate/apim-sas/latest/source/docs/ext-authz.md): Envoy, Istio
-//!   and Contour through gRPC `ext_authz`.
+//!   behind nginx `auth_request`, Traefik, Caddy, Envoy, Kong, systemd, a Kubernetes sidecar.
+//! - [ext-authz](https://docs.rs/crate/apim-sas/latest/source/docs/ext-authz.md): Envoy, Istio,
+//!   Contour and Envoy Gateway through gRPC `ext_authz`.
+//! - [haproxy](https://docs.rs/crate/apim-sas/latest/source/docs/haproxy.md): HAProxy asking
+//!   `apim-sas serve` over SPOE.
 //! - [nginx](https://docs.rs/crate/apim-sas/latest/source/docs/nginx.md): the nginx module,
 //!   verification inside nginx itself.
 //! - [library](https://docs.rs/crate/apim-sas/latest/source/docs/library.md): this library: its
