@@ -111,7 +111,7 @@ Examples:
       --deploy-hook 'kubectl apply -f \"$APIM_SAS_FILE\" && kubectl rollout restart deploy/gw1'")]
     Renew(RenewArgs),
 
-    /// Answer a gateway's auth subrequests (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz)
+    /// Answer a gateway's auth subrequests (nginx auth_request, Traefik, Caddy, Envoy ext_authz, HAProxy SPOE)
     #[command(after_help = "\
 Endpoints: /verify and /verify/* (any method): 200 with X-Apim-Gateway-Id, X-Apim-Key-Type,
 X-Apim-Token-Expiry, X-Apim-Token-Format, or 401 with the error code; GET /healthz, /readyz,
