@@ -69,7 +69,8 @@ impl Decision {
     /// # Safety
     /// `decided_in` and `location` are location configurations of the request's cycle.
     // SAFETY: unsafe because it reads `decided_in`; sound when it is a location configuration of
-    // the request's cycle (so it outlives the request), which `record` and `reuse` keep true.
+    // the request's cycle (so it outlives the request), which `Decision::new` (its one
+    // constructor, given the request's own location) keeps true.
     pub(crate) unsafe fn holds_for(&self, verifier: *const Verifier, location: &LocConf) -> bool {
         // SAFETY: as the function's contract.
         self.verifier == verifier
