@@ -253,13 +253,13 @@ async fn stalled(
 
 /// `accept failed` at most once a second, with how many were not logged.
 #[derive(Default)]
-pub(super) struct AcceptErrors {
+struct AcceptErrors {
     last: Option<Instant>,
     unlogged: u64,
 }
 
 impl AcceptErrors {
-    pub(super) fn failed(&mut self, e: &io::Error) {
+    fn failed(&mut self, e: &io::Error) {
         let now = Instant::now();
         if self
             .last
@@ -301,7 +301,42 @@ pub(super) async fn accept(
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW);
     let http = Arc::new(http);
-    // Told to every connection at SIGTERM; dropped by each as it closes (then all have).
+    accept_each(
+        listener,
+        &slots,
+        stop,
+        limits.drain,
+        "",
+        |stream, draining, slot| {
+            serve(
+                stream,
+                Arc::clone(&http),
+                routes.clone(),
+                limits,
+                draining,
+                slot,
+            )
+        },
+    )
+    .await;
+}
+
+/// The accept loop of both ports: accepts connections until `stop` fires, each holding one of
+/// `slots` (taken once accepted, not before: a slot held by a loop waiting to accept would be one
+/// the other port could not have), and hands each to `serve` with the drain signal, which fires
+/// at SIGTERM and is held until the connection closes. Then lets the ones in flight finish
+/// within `drain`. `what` names the port's connections in the log lines (`"SPOE "`, or nothing).
+pub(super) async fn accept_each<F, Fut>(
+    listener: TcpListener,
+    slots: &Arc<Semaphore>,
+    stop: oneshot::Receiver<()>,
+    drain_within: Duration,
+    what: &'static str,
+    mut serve: F,
+) where
+    F: FnMut(tokio::net::TcpStream, watch::Receiver<()>, tokio::sync::OwnedSemaphorePermit) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let (drain, draining) = watch::channel(());
     let mut errors = AcceptErrors::default();
     tokio::pin!(stop);
@@ -313,25 +348,16 @@ pub(super) async fn accept(
         };
         match accepted {
             Ok((stream, _)) => {
-                // A slot once accepted, not before: a slot held by a loop waiting to accept
-                // would be one the other port could not have.
                 let slot = tokio::select! {
                     biased;
                     _ = &mut stop => break,
-                    slot = Arc::clone(&slots).acquire_owned() => match slot {
+                    slot = Arc::clone(slots).acquire_owned() => match slot {
                         Ok(slot) => slot,
                         Err(_) => break,
                     },
                 };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve(
-                    stream,
-                    Arc::clone(&http),
-                    routes.clone(),
-                    limits,
-                    draining.clone(),
-                    slot,
-                ));
+                tokio::spawn(serve(stream, draining.clone(), slot));
             }
             Err(e) => {
                 // Out of file descriptors, say: wait rather than spin.
@@ -344,8 +370,12 @@ pub(super) async fn accept(
     drop(draining);
     let _ = drain.send(());
     tokio::select! {
-        () = drain.closed() => info!("drained"),
-        () = tokio::time::sleep(limits.drain) => warn!("drain deadline passed; closing the connections left"),
+        () = drain.closed() => if what.is_empty() {
+            info!("drained");
+        } else {
+            info!("{what}connections drained");
+        },
+        () = tokio::time::sleep(drain_within) => warn!("drain deadline passed; closing the {what}connections left"),
     }
 }
 

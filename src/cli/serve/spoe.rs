@@ -34,9 +34,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use super::listen::{AcceptErrors, Limits};
+use super::listen::{accept_each, Limits};
 use super::log::RefusalBudget;
 use super::reload::Reloader;
 
@@ -79,49 +79,15 @@ pub(super) async fn accept(
     slots: Arc<Semaphore>,
     stop: oneshot::Receiver<()>,
 ) {
-    let (drain, draining) = watch::channel(());
-    let mut errors = AcceptErrors::default();
-    tokio::pin!(stop);
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = &mut stop => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                // A slot once accepted, not before: a slot held by a loop waiting to accept
-                // would be one the other port could not have.
-                let slot = tokio::select! {
-                    biased;
-                    _ = &mut stop => break,
-                    slot = Arc::clone(&slots).acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break,
-                    },
-                };
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(serve(
-                    stream,
-                    Arc::clone(&spoe),
-                    limits,
-                    draining.clone(),
-                    slot,
-                ));
-            }
-            Err(e) => {
-                errors.failed(&e);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    drop(listener);
-    drop(draining);
-    let _ = drain.send(());
-    tokio::select! {
-        () = drain.closed() => info!("SPOE connections drained"),
-        () = tokio::time::sleep(limits.drain) => warn!("drain deadline passed; closing the SPOE connections left"),
-    }
+    accept_each(
+        listener,
+        &slots,
+        stop,
+        limits.drain,
+        "SPOE ",
+        |stream, draining, slot| serve(stream, Arc::clone(&spoe), limits, draining, slot),
+    )
+    .await;
 }
 
 /// Serves one agent connection until it closes or is closed.
