@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
-use apim_sas::ext_authz::envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use apim_sas::ext_authz::envoy_types::pb::envoy::service::auth::v3::{
-    attribute_context, AttributeContext, CheckRequest,
+use apim_sas::ext_authz::pb::{
+    attribute_context, AttributeContext, AuthorizationClient, CheckRequest,
 };
 use apim_sas::ext_authz::tonic::transport::Channel;
 use apim_sas::{Format, GatewayKey, Signer};
@@ -71,13 +70,10 @@ fn check_request(token: Option<&str>) -> CheckRequest {
                 http: Some(attribute_context::HttpRequest {
                     method: "GET".into(),
                     path: "/api/orders/7".into(),
-                    host: "api.example.test".into(),
                     headers,
-                    ..Default::default()
+                    header_map: None,
                 }),
-                ..Default::default()
             }),
-            ..Default::default()
         }),
     }
 }

@@ -1,7 +1,8 @@
 //! `apim-sas serve` as Envoy's gRPC external authorization service, the real binary on a
 //! loopback port, driven by two independent clients: Python's grpcio on Envoy's own published
 //! protos (`xds-protos`, `grpcio-health-checking`; tests/grpc/check.py, installed by
-//! `.ci/deps/grpc.sh`) and a tonic client on the `envoy-types` crate. Every verdict and token
+//! `.ci/deps/grpc.sh`) and a tonic client on the library's own messages (`ext_authz::pb`). Every
+//! verdict and token
 //! form, the upstream headers and how Envoy would apply them, the denied responses byte for byte
 //! against the HTTP answers of the same port, gRPC health before and after the keys, a custom
 //! `--header`, thousands of concurrent Checks, key rotation under gRPC load, the metrics and
@@ -16,9 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
-use apim_sas::ext_authz::envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use apim_sas::ext_authz::envoy_types::pb::envoy::service::auth::v3::{
-    attribute_context, check_response::HttpResponse, AttributeContext, CheckRequest, CheckResponse,
+use apim_sas::ext_authz::pb::{
+    attribute_context, AttributeContext, AuthorizationClient, CheckRequest, CheckResponse,
+    HttpResponse,
 };
 use apim_sas::ext_authz::tonic;
 use apim_sas::{Format, GatewayKey, Signer};
@@ -409,9 +410,12 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn client(addr: SocketAddr) -> AuthorizationClient<tonic::transport::Channel> {
-    AuthorizationClient::connect(format!("http://{addr}"))
-        .await
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    AuthorizationClient::new(channel)
 }
 
 fn check_request(headers: &[(&str, &str)]) -> CheckRequest {
@@ -427,9 +431,7 @@ fn check_request(headers: &[(&str, &str)]) -> CheckRequest {
                         .collect(),
                     ..Default::default()
                 }),
-                ..Default::default()
             }),
-            ..Default::default()
         }),
     }
 }

@@ -1,6 +1,6 @@
 //! `apim-sas serve`'s HTTP/2 port under a hostile client: the real binary on a loopback port,
 //! attacked with raw HTTP/2 frames by tests/grpc/flood.py (Python's `h2`, installed by
-//! `.ci/deps/grpc.sh`) while the tonic client of `envoy-types` and the grpcio client of
+//! `.ci/deps/grpc.sh`) while the library's tonic client (`ext_authz::pb`) and the grpcio client of
 //! tests/grpc/check.py ask real Checks.
 //!
 //! What docs/ext-authz.md promises of the limits: streams that declare a message and never finish
@@ -16,10 +16,10 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
-use apim_sas::ext_authz::envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use apim_sas::ext_authz::envoy_types::pb::envoy::service::auth::v3::{
-    attribute_context, check_response::HttpResponse, AttributeContext, CheckRequest,
+use apim_sas::ext_authz::pb::{
+    attribute_context, AttributeContext, AuthorizationClient, CheckRequest, HttpResponse,
 };
+use apim_sas::ext_authz::tonic;
 use apim_sas::{Format, GatewayKey, Signer};
 use serde_json::{json, Value};
 
@@ -78,9 +78,12 @@ fn start(args: &[&str]) -> Serve {
 fn valid_check(server: &Serve, rt: &tokio::runtime::Runtime) -> Duration {
     let started = Instant::now();
     let response = rt.block_on(async {
-        let mut client = AuthorizationClient::connect(format!("http://{}", server.addr))
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .connect()
             .await
             .unwrap();
+        let mut client = AuthorizationClient::new(channel);
         client
             .check(check_request(&[("authorization", &token(KEY))]))
             .await
@@ -117,9 +120,7 @@ fn check_request(headers: &[(&str, &str)]) -> CheckRequest {
                         .collect(),
                     ..Default::default()
                 }),
-                ..Default::default()
             }),
-            ..Default::default()
         }),
     }
 }

@@ -51,17 +51,17 @@
 //! # let _ = server;
 //! # Ok::<(), apim_sas::Error>(())
 //! ```
+//!
+//! The messages are Envoy's, declared in [`pb`] as far as they are read and written, with a
+//! client of the service for tests. [`tonic`] and [`prost`] are re-exported, so that a caller's
+//! versions match these.
 
+use std::convert::Infallible;
 use std::fmt;
+use std::future::{self, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use envoy_types::ext_authz::v3::pb::{
-    Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
-    HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, HttpStatusCode,
-    OkHttpResponse,
-};
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
-use envoy_types::pb::google::protobuf::BoolValue;
-use envoy_types::pb::google::rpc;
 use http::header::{HeaderName, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Uri};
 
@@ -69,13 +69,23 @@ use crate::error::{Error, ErrorKind, Target};
 use crate::layer::{no_token_header, repeated_token_header, GatewayIdentity, SharedVerifier};
 use crate::layer::{Config, VerifyLayer};
 
-pub use envoy_types;
+pub mod pb;
+
+use pb::attribute_context::HttpRequest;
+use pb::{
+    BoolValue, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue,
+    HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse, RpcStatus,
+};
+
+pub use prost;
 pub use tonic;
 
 /// `google.rpc.Code` OK.
 const OK: i32 = 0;
 /// `google.rpc.Code` UNAUTHENTICATED: the request has no valid credentials.
 const UNAUTHENTICATED: i32 = 16;
+/// HTTP's 401 Unauthorized, as Envoy's `StatusCode` enum numbers it.
+const UNAUTHORIZED: i32 = 401;
 
 /// Envoy's `Authorization` service over a [`SharedVerifier`]; see the [module docs](self).
 ///
@@ -150,16 +160,12 @@ impl ExtAuthz {
         }
         headers.push(overwrite(&CONTENT_TYPE, "application/json"));
         CheckResponse {
-            status: Some(rpc::Status {
+            status: Some(RpcStatus {
                 code: UNAUTHENTICATED,
                 message: error.message().to_owned(),
-                details: Vec::new(),
             }),
-            dynamic_metadata: None,
             http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-                status: Some(HttpStatus {
-                    code: HttpStatusCode::Unauthorized.into(),
-                }),
+                status: Some(HttpStatus { code: UNAUTHORIZED }),
                 headers,
                 // The ErrorResponse is serde_json's output: UTF-8.
                 body: String::from_utf8_lossy(&refusal.body).into_owned(),
@@ -168,8 +174,8 @@ impl ExtAuthz {
     }
 
     /// The tonic server to mount (`Server::builder().add_service(…)`, or any tower stack).
-    pub fn into_server(self) -> AuthorizationServer<ExtAuthz> {
-        AuthorizationServer::new(self)
+    pub fn into_server(self) -> AuthorizationServer {
+        AuthorizationServer { authz: self }
     }
 }
 
@@ -188,13 +194,62 @@ impl fmt::Debug for ExtAuthz {
     }
 }
 
-#[tonic::async_trait]
-impl Authorization for ExtAuthz {
-    async fn check(
-        &self,
-        request: tonic::Request<CheckRequest>,
-    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        Ok(tonic::Response::new(self.check_response(request.get_ref())))
+/// `envoy.service.auth.v3.Authorization` as a tonic service, answered by an [`ExtAuthz`]: what
+/// [`ExtAuthz::into_server`] gives, to mount on `tonic::transport::Server` (`add_service`) or in
+/// any tower stack taking `http::Request`s.
+///
+/// `Check` is read and answered as tonic's generated servers do (tonic's gRPC framing, prost's
+/// codec, messages of up to tonic's default 4 MiB, no compression); any other method of the
+/// service is UNIMPLEMENTED. The RPC always succeeds: a refusal is a `CheckResponse`.
+#[derive(Clone, Debug)]
+pub struct AuthorizationServer {
+    authz: ExtAuthz,
+}
+
+impl tonic::server::NamedService for AuthorizationServer {
+    const NAME: &'static str = pb::SERVICE;
+}
+
+/// A boxed answer of [`AuthorizationServer`].
+type Answer =
+    Pin<Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, Infallible>> + Send>>;
+
+impl<B> tower_service::Service<http::Request<B>> for AuthorizationServer
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Answer {
+        if request.uri().path() != pb::CHECK_PATH {
+            let status = tonic::Status::unimplemented("no such method");
+            return Box::pin(future::ready(Ok(status.into_http())));
+        }
+        let check = Check(self.authz.clone());
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<CheckResponse, CheckRequest>::default();
+            Ok(tonic::server::Grpc::new(codec).unary(check, request).await)
+        })
+    }
+}
+
+/// The one method, as tonic's unary server calls it.
+struct Check(ExtAuthz);
+
+impl tonic::server::UnaryService<CheckRequest> for Check {
+    type Response = CheckResponse;
+    type Future = future::Ready<Result<tonic::Response<CheckResponse>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<CheckRequest>) -> Self::Future {
+        let response = self.0.check_response(request.get_ref());
+        future::ready(Ok(tonic::Response::new(response)))
     }
 }
 
@@ -205,12 +260,10 @@ fn allowed(identity: &GatewayIdentity) -> CheckResponse {
         .filter_map(|(name, value)| Some(overwrite(&name, value.to_str().ok()?)))
         .collect();
     CheckResponse {
-        status: Some(rpc::Status {
+        status: Some(RpcStatus {
             code: OK,
             message: String::new(),
-            details: Vec::new(),
         }),
-        dynamic_metadata: None,
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
             headers,
             ..OkHttpResponse::default()
@@ -220,7 +273,6 @@ fn allowed(identity: &GatewayIdentity) -> CheckResponse {
 
 /// A header that replaces any of the same name (see the module docs for why both fields).
 fn overwrite(name: &HeaderName, value: &str) -> HeaderValueOption {
-    #[allow(deprecated)] // `append`: what older Envoy releases read
     HeaderValueOption {
         header: Some(HeaderValue {
             key: name.as_str().to_owned(),
@@ -228,7 +280,7 @@ fn overwrite(name: &HeaderName, value: &str) -> HeaderValueOption {
             raw_value: Vec::new(),
         }),
         append: Some(BoolValue { value: false }),
-        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd.into(),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
         keep_empty_value: false,
     }
 }
@@ -286,8 +338,7 @@ fn request_line(http: Option<&HttpRequest>) -> (Method, Uri) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use envoy_types::pb::envoy::config::core::v3::HeaderMap;
-    use envoy_types::pb::envoy::service::auth::v3::{attribute_context, AttributeContext};
+    use pb::{attribute_context, AttributeContext, HeaderMap};
     use std::collections::HashMap;
 
     fn request(headers: &[(&str, &str)], raw: Option<&[(&str, &[u8])]>) -> CheckRequest {
@@ -311,11 +362,8 @@ mod tests {
                                 })
                                 .collect(),
                         }),
-                        ..HttpRequest::default()
                     }),
-                    ..attribute_context::Request::default()
                 }),
-                ..AttributeContext::default()
             }),
         }
     }
@@ -414,7 +462,6 @@ mod tests {
                 ("x-apim-token-format", "compact"),
             ]
         );
-        #[allow(deprecated)]
         let overwriting = ok.headers.iter().all(|h| {
             h.append == Some(BoolValue { value: false })
                 && h.append_action == HeaderAppendAction::OverwriteIfExistsOrAdd as i32
@@ -505,6 +552,84 @@ mod tests {
                 "/".to_owned()
             )
         );
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The two answers, as Envoy's protos encode them: made with PyPI's `xds-protos` 1.85.0 and
+    /// `protobuf` 7.36.2 (the venv of `.ci/deps/grpc.sh`), not with this crate's types:
+    ///
+    /// ```text
+    /// target/grpc-venv/bin/python - <<'EOF'
+    /// from envoy.service.auth.v3 import external_auth_pb2 as x
+    /// from envoy.config.core.v3 import base_pb2 as b
+    /// from envoy.type.v3 import http_status_pb2 as s
+    /// from google.protobuf.wrappers_pb2 import BoolValue
+    /// from google.rpc.status_pb2 import Status
+    /// def h(k, v):
+    ///     return b.HeaderValueOption(header=b.HeaderValue(key=k, value=v),
+    ///         append=BoolValue(value=False),
+    ///         append_action=b.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD)
+    /// ok = x.CheckResponse(status=Status(code=0), ok_response=x.OkHttpResponse(headers=[
+    ///     h("x-apim-gateway-id", "gw1"), h("x-apim-key-type", "primary"),
+    ///     h("x-apim-token-expiry", "2026-04-22T00:44:00Z"), h("x-apim-token-format", "compact")]))
+    /// m = "token: no token header in the request"
+    /// denied = x.CheckResponse(status=Status(code=16, message=m),
+    ///     denied_response=x.DeniedHttpResponse(status=s.HttpStatus(code=401), headers=[
+    ///         h("www-authenticate", 'SharedAccessSignature error="EmptyToken"'),
+    ///         h("content-type", "application/json")],
+    ///     body='{"error":{"code":"EmptyToken","message":"%s","target":"token"}}' % m))
+    /// print(ok.SerializeToString().hex())
+    /// print(denied.SerializeToString().hex())
+    /// EOF
+    /// ```
+    const ALLOWED: &str = concat!(
+        "0a001a9b01121e0a180a11782d6170696d2d676174657761792d696412036777311200180212200a1a",
+        "0a0f782d6170696d2d6b65792d7479706512077072696d6172791200180212310a2b0a13782d617069",
+        "6d2d746f6b656e2d6578706972791214323032362d30342d32325430303a34343a30305a1200180212",
+        "240a1e0a13782d6170696d2d746f6b656e2d666f726d61741207636f6d7061637412001802",
+    );
+    const DENIED: &str = concat!(
+        "0a2908101225746f6b656e3a206e6f20746f6b656e2068656164657220696e20746865207265717565",
+        "737412d5010a0308910312420a3c0a107777772d61757468656e74696361746512285368617265644163",
+        "636573735369676e6174757265206572726f723d22456d707479546f6b656e221200180212260a200a",
+        "0c636f6e74656e742d7479706512106170706c69636174696f6e2f6a736f6e120018021a627b226572",
+        "726f72223a7b22636f6465223a22456d707479546f6b656e222c226d657373616765223a22746f6b65",
+        "6e3a206e6f20746f6b656e2068656164657220696e207468652072657175657374222c227461726765",
+        "74223a22746f6b656e227d7d",
+    );
+
+    #[test]
+    fn the_answers_are_encoded_byte_for_byte_as_envoys_protos_encode_them() {
+        use crate::{Format, GatewayKey, KeyType, Policy, Signer, Verifier};
+        use chrono::{TimeDelta, TimeZone, Utc};
+        use prost::Message as _;
+
+        let key = GatewayKey::new("sample-key-do-not-use").unwrap();
+        let mut verifier = Verifier::new(Policy::default());
+        verifier.insert("gw1", KeyType::Primary, &key).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 44, 0).unwrap();
+        let token = Signer::new("gw1", &key)
+            .unwrap()
+            .sign(now + TimeDelta::days(1), Format::Compact)
+            .unwrap()
+            .to_string();
+        let authz =
+            ExtAuthz::from(VerifyLayer::new(SharedVerifier::new(verifier)).with_clock(move || now));
+        let allowed = authz.check_response(&request(&[("authorization", &token)], None));
+        assert_eq!(hex(&allowed.encode_to_vec()), ALLOWED);
+        let denied = authz.check_response(&request(&[], None));
+        assert_eq!(hex(&denied.encode_to_vec()), DENIED);
+        // And back: what Envoy's protos wrote is what this crate wrote.
+        for (response, golden) in [(allowed, ALLOWED), (denied, DENIED)] {
+            let bytes: Vec<u8> = (0..golden.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&golden[i..i + 2], 16).unwrap())
+                .collect();
+            assert_eq!(CheckResponse::decode(bytes.as_slice()).unwrap(), response);
+        }
     }
 
     #[test]

@@ -3,17 +3,19 @@
 //! one way only, so the fields it does not use, and the errors it never makes, come from here. The
 //! client picks the answer with its `x-case` header, which Envoy passes in the `CheckRequest`.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use apim_sas::ext_authz::envoy_types::ext_authz::v3::pb::{
-    Authorization, AuthorizationServer, DeniedHttpResponse, HeaderValue, HttpResponse, HttpStatus,
+use apim_sas::ext_authz::pb::{
+    self, BoolValue, DeniedHttpResponse, HeaderValue, HttpResponse, HttpStatus, RpcStatus,
 };
-pub use apim_sas::ext_authz::envoy_types::ext_authz::v3::pb::{
+pub use apim_sas::ext_authz::pb::{
     CheckRequest, CheckResponse, HeaderAppendAction, HeaderValueOption, OkHttpResponse,
 };
-use apim_sas::ext_authz::envoy_types::pb::google::protobuf::BoolValue;
-use apim_sas::ext_authz::envoy_types::pb::google::rpc;
 use apim_sas::ext_authz::tonic;
 
 /// How a header of a response is to be applied: the deprecated `append`, `append_action`, both.
@@ -23,8 +25,8 @@ pub struct Apply {
     pub action: HeaderAppendAction,
 }
 
-// `append` is deprecated in Envoy's protos; setting it is the point of some cases.
-#[allow(deprecated)]
+/// A header applied as `apply` says (`append` is deprecated in Envoy's protos; setting it is the
+/// point of some cases).
 pub fn header(key: &str, value: &str, apply: Apply) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
@@ -38,11 +40,10 @@ pub fn header(key: &str, value: &str, apply: Apply) -> HeaderValueOption {
     }
 }
 
-fn status(code: i32) -> Option<rpc::Status> {
-    Some(rpc::Status {
+fn status(code: i32) -> Option<RpcStatus> {
+    Some(RpcStatus {
         code,
         message: String::new(),
-        details: Vec::new(),
     })
 }
 
@@ -50,7 +51,6 @@ fn status(code: i32) -> Option<rpc::Status> {
 pub fn ok(code: i32, response: OkHttpResponse) -> CheckResponse {
     CheckResponse {
         status: status(code),
-        dynamic_metadata: None,
         http_response: Some(HttpResponse::OkResponse(response)),
     }
 }
@@ -64,7 +64,6 @@ pub fn denied(
 ) -> CheckResponse {
     CheckResponse {
         status: status(code),
-        dynamic_metadata: None,
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
             status: (http_status != 0).then_some(HttpStatus { code: http_status }),
             headers,
@@ -82,7 +81,6 @@ pub fn error_response(
 ) -> CheckResponse {
     CheckResponse {
         status: status(code),
-        dynamic_metadata: None,
         http_response: Some(HttpResponse::ErrorResponse(DeniedHttpResponse {
             status: (http_status != 0).then_some(HttpStatus { code: http_status }),
             headers,
@@ -104,25 +102,59 @@ pub enum Answer {
 /// The answer to a Check, by the value of the client's `x-case` header and the request itself.
 pub type Script = fn(&str, &CheckRequest) -> Answer;
 
+/// The scripted service, as tonic mounts a service: each call decoded as a Check and answered by
+/// the script, through tonic's own unary server and prost's codec (Envoy calls nothing else).
+#[derive(Clone)]
 struct Scripted {
     script: Script,
 }
 
-#[tonic::async_trait]
-impl Authorization for Scripted {
-    async fn check(
-        &self,
-        request: tonic::Request<CheckRequest>,
-    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+impl tonic::server::NamedService for Scripted {
+    const NAME: &'static str = pb::SERVICE;
+}
+
+type Answered =
+    Pin<Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, Infallible>> + Send>>;
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for Scripted {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Answered;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Answered {
+        let check = Check(self.script);
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<CheckResponse, CheckRequest>::default();
+            Ok(tonic::server::Grpc::new(codec).unary(check, request).await)
+        })
+    }
+}
+
+/// The script as the one method.
+struct Check(Script);
+
+impl tonic::server::UnaryService<CheckRequest> for Check {
+    type Response = CheckResponse;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<tonic::Response<CheckResponse>, tonic::Status>> + Send>>;
+
+    fn call(&mut self, request: tonic::Request<CheckRequest>) -> Self::Future {
         let case = client_header(request.get_ref(), "x-case").unwrap_or_default();
-        match (self.script)(&case, request.get_ref()) {
-            Answer::Respond(response) => Ok(tonic::Response::new(*response)),
-            Answer::Fail(code) => Err(tonic::Status::new(code, format!("scripted: {case}"))),
-            Answer::Stall(delay) => {
-                tokio::time::sleep(delay).await;
-                Ok(tonic::Response::new(ok(0, OkHttpResponse::default())))
+        let answer = (self.0)(&case, request.get_ref());
+        Box::pin(async move {
+            match answer {
+                Answer::Respond(response) => Ok(tonic::Response::new(*response)),
+                Answer::Fail(code) => Err(tonic::Status::new(code, format!("scripted: {case}"))),
+                Answer::Stall(delay) => {
+                    tokio::time::sleep(delay).await;
+                    Ok(tonic::Response::new(ok(0, OkHttpResponse::default())))
+                }
             }
-        }
+        })
     }
 }
 
@@ -158,7 +190,7 @@ impl Stub {
         let addr = incoming.local_addr().unwrap();
         runtime.spawn(
             tonic::transport::Server::builder()
-                .add_service(AuthorizationServer::new(Scripted { script }))
+                .add_service(Scripted { script })
                 .serve_with_incoming(incoming),
         );
         Stub {

@@ -25,15 +25,14 @@
 //! progress is closed, is `listen.rs`'s.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use apim_sas::ext_authz::envoy_types::ext_authz::v3::pb::{
-    AuthorizationServer, CheckRequest, CheckResponse,
-};
+use apim_sas::ext_authz::pb::{self, CheckRequest, CheckResponse};
 pub(super) use apim_sas::ext_authz::tonic::body::Body as GrpcBody;
-use apim_sas::ext_authz::tonic::codegen::{BoxFuture, Service as _};
 use apim_sas::ext_authz::tonic::server::NamedService;
 use apim_sas::ext_authz::tonic::Status;
 use apim_sas::ext_authz::ExtAuthz;
@@ -47,6 +46,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::ServingStatus;
+use tower_service::Service as _;
 
 use super::reload::Reloader;
 
@@ -84,7 +84,7 @@ const OVER_BUDGET: &str =
     "token: the CheckRequest was not read: too many unfinished requests are buffered";
 
 /// The name Envoy's service is reported under in gRPC health, beside the whole server's `""`.
-const AUTHORIZATION: &str = <AuthorizationServer<ExtAuthz> as NamedService>::NAME;
+const AUTHORIZATION: &str = pb::SERVICE;
 /// `grpc.health.v1.Health`.
 const HEALTH: &str = <HealthServer<HealthService> as NamedService>::NAME;
 
@@ -130,8 +130,6 @@ impl Connection {
 /// The gRPC services, and what they need to know of the process.
 pub(super) struct Grpc {
     authz: ExtAuthz,
-    /// Only for its UNIMPLEMENTED to methods other than Check: Checks are read here.
-    authorization: AuthorizationServer<ExtAuthz>,
     health: HealthServer<HealthService>,
     ready: Arc<Reloader>,
     /// The bytes all connections' unfinished messages may still hold.
@@ -139,13 +137,13 @@ pub(super) struct Grpc {
 }
 
 /// A gRPC answer.
-pub(super) type GrpcFuture = BoxFuture<Response<GrpcBody>, Infallible>;
+pub(super) type GrpcFuture =
+    Pin<Box<dyn Future<Output = Result<Response<GrpcBody>, Infallible>> + Send>>;
 
 impl Grpc {
     /// The services over `authz`, with health reported by `health` (see [`not_serving`]).
     pub(super) fn new(authz: ExtAuthz, health: &HealthReporter, ready: Arc<Reloader>) -> Grpc {
         Grpc {
-            authorization: authz.clone().into_server(),
             authz,
             health: HealthServer::new(HealthService::from_health_reporter(health.clone())),
             ready,
@@ -175,7 +173,7 @@ impl Grpc {
                     return self.check(request, connection);
                 }
                 connection.answer();
-                self.authorization.clone().call(request)
+                status(Status::unimplemented("no such method"))
             }
             HEALTH => self.health(request, connection),
             _ => {
