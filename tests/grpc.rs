@@ -339,7 +339,16 @@ fn raw_headers_as_envoy_sends_them_with_encode_raw_headers() {
     valid["raw"] = json!(true);
     let mut none = check(&[("x-other", "1")]);
     none["raw"] = json!(true);
-    let answers = python(server.addr, &json!({ "checks": [valid, none] }));
+    // A value in `value` rather than `raw_value` is read there.
+    let mut in_value = check(&[]);
+    in_value["header_map"] = json!([["authorization", { "value": compact }]]);
+    // Bytes that are not UTF-8 reach the parser as they are, and are refused by it.
+    let mut not_utf8 = check(&[]);
+    not_utf8["header_map"] = json!([["authorization", { "raw": "ff00" }]]);
+    let answers = python(
+        server.addr,
+        &json!({ "checks": [valid, none, in_value, not_utf8] }),
+    );
     assert_eq!(
         answers["checks"][0],
         allowed("gw1", "primary", "2026-04-22T00:44:00Z", "compact")
@@ -352,6 +361,155 @@ fn raw_headers_as_envoy_sends_them_with_encode_raw_headers() {
             "token"
         )
     );
+    assert_eq!(answers["checks"][2], answers["checks"][0]);
+    let body: Value =
+        serde_json::from_str(answers["checks"][3]["denied"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "MalformedToken", "{body}");
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The library's messages against Envoy's own protos, with no server between them: CheckRequests
+/// serialized by Python's protobuf (`xds-protos`), with every other field Envoy fills set too,
+/// decode here to exactly the method, path, headers and `header_map` entries (values and raw
+/// bytes) they carry; the CheckResponses `ExtAuthz` makes of them parse in Python to exactly the
+/// answers Envoy acts on (status, `ok_response` headers with `append: false` and
+/// `append_action`, `denied_response` status, headers and body), and serialize there again to the
+/// very bytes written here.
+#[test]
+#[cfg_attr(
+    skip_grpc_venv,
+    ignore = "the Python gRPC client is not installed: run `bash .ci/deps/grpc.sh`"
+)]
+fn every_field_read_and_written_round_trips_through_envoys_protos() {
+    use apim_sas::ext_authz::pb::HeaderValue;
+    use apim_sas::ext_authz::prost::Message as _;
+    use apim_sas::ext_authz::ExtAuthz;
+    use apim_sas::layer::{SharedVerifier, VerifyLayer};
+    use apim_sas::{KeyType, Policy, Verifier};
+    use std::collections::HashMap;
+
+    let compact = day_token("gw1", "p1");
+    let uid = token("gw1", "s1", Format::Uid, TimeDelta::hours(1));
+    let forged = compact.replace("&202604220044&", "&202604230044&");
+    let specs = json!([
+        {
+            "method": "POST", "path": "/orders/7?x=1&y=%20#f",
+            "headers": { "authorization": compact, "x-é": "ü, \t;\"q\"", "x-empty": "" },
+        },
+        {
+            "method": "DELETE", "path": "/",
+            "header_map": [
+                ["x-bin", { "raw": "00ff80c3" }],
+                ["authorization", { "raw": to_hex(format!("SharedAccessSignature {uid}").as_bytes()) }],
+                ["x-bin", { "raw": "" }],
+                ["x-utf8", { "value": "é" }],
+            ],
+        },
+        { "method": "PATCH", "path": "*", "headers": { "authorization": forged } },
+        { "method": "", "path": "" },
+    ]);
+    let encoded = python(
+        SocketAddr::from(([127, 0, 0, 1], 9)), // encoding only: nothing connects
+        &json!({ "encode": specs }),
+    );
+    let requests: Vec<CheckRequest> = encoded["encode"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hex| CheckRequest::decode(from_hex(hex.as_str().unwrap()).as_slice()).unwrap())
+        .collect();
+    assert_eq!(requests.len(), 4);
+    for (request, spec) in requests.iter().zip(specs.as_array().unwrap()) {
+        let http = request
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+            .unwrap();
+        assert_eq!(http.method, spec["method"].as_str().unwrap());
+        assert_eq!(http.path, spec["path"].as_str().unwrap());
+        let headers: HashMap<String, String> = spec["headers"]
+            .as_object()
+            .map(|map| {
+                map.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(http.headers, headers);
+        let entries: Vec<HeaderValue> = spec["header_map"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|entry| HeaderValue {
+                        key: entry[0].as_str().unwrap().to_owned(),
+                        value: entry[1]["value"].as_str().unwrap_or_default().to_owned(),
+                        raw_value: from_hex(entry[1]["raw"].as_str().unwrap_or_default()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            http.header_map.as_ref().map(|m| m.headers.clone()),
+            (!entries.is_empty()).then_some(entries)
+        );
+    }
+
+    let mut verifier = Verifier::new(Policy::default());
+    for (name, key_type) in [("p1", KeyType::Primary), ("s1", KeyType::Secondary)] {
+        verifier
+            .insert("gw1", key_type, &GatewayKey::new(key(name)).unwrap())
+            .unwrap();
+    }
+    let authz = ExtAuthz::from(VerifyLayer::new(SharedVerifier::new(verifier)).with_clock(now));
+    let responses: Vec<Vec<u8>> = requests
+        .iter()
+        .map(|request| authz.check_response(request).encode_to_vec())
+        .collect();
+    let hex: Vec<String> = responses.iter().map(|bytes| to_hex(bytes)).collect();
+    let decoded = python(
+        SocketAddr::from(([127, 0, 0, 1], 9)),
+        &json!({ "decode": hex }),
+    );
+    let expected = [
+        allowed("gw1", "primary", "2026-04-22T00:44:00Z", "compact"),
+        allowed("gw1", "secondary", "2026-04-21T01:44:00Z", "uid"),
+        denied(
+            "SignatureMismatch",
+            "signature: no key of this gateway produces this signature",
+            "signature",
+        ),
+        denied(
+            "EmptyToken",
+            "token: no token header in the request",
+            "token",
+        ),
+    ];
+    let decoded = decoded["decode"].as_array().unwrap();
+    assert_eq!(decoded.len(), 4);
+    for ((answer, expected), hex) in decoded.iter().zip(&expected).zip(&hex) {
+        assert_eq!(&answer["fields"], expected);
+        assert_eq!(answer["hex"].as_str().unwrap(), hex, "not byte for byte");
+    }
+    // Only OK and denied responses are written (`error_response` is Envoy's newer field).
+    for bytes in &responses {
+        let response = CheckResponse::decode(bytes.as_slice()).unwrap();
+        assert!(!matches!(
+            response.http_response,
+            Some(HttpResponse::ErrorResponse(_)) | None
+        ));
+    }
 }
 
 #[test]

@@ -20,9 +20,16 @@ The spec on stdin is one JSON object, the answer on stdout another:
     {"load": {"checks": [...], "count": N, "channels": C}}
         -> {"load": {"answers": {"<code>": n, ...}, "errors": {"<grpc code>": n}, "seconds": s}}:
            N Checks, round robin over the given ones, all in flight at once over C channels.
+    {"encode": [<check>, ...]}
+        -> {"encode": ["<hex>", ...]}: each CheckRequest serialized, with every other field of it
+           that Envoy fills set too (peers, time, host, body, ...), for the reader to skip.
+    {"decode": ["<hex>", ...]}
+        -> {"decode": [{"fields": <response>, "hex": "<hex>"}, ...]}: each CheckResponse parsed,
+           field by field, and serialized again.
 
 `raw: true` sends the headers as Envoy does with `encode_raw_headers: true` (in `header_map`,
-values as bytes) instead of the `headers` map.
+values as bytes) instead of the `headers` map. `header_map: [[key, {"raw": "<hex>"}], [key,
+{"value": "..."}], ...]` sends exactly these entries in `header_map` (a key may repeat).
 """
 
 import json
@@ -30,7 +37,7 @@ import sys
 import time
 
 import grpc
-from envoy.config.core.v3 import base_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -52,11 +59,44 @@ def check_request(spec):
     else:
         for key, value in headers.items():
             http.headers[key] = value
+    for key, value in spec.get("header_map", []):
+        if "raw" in value:
+            http.header_map.headers.add(key=key, raw_value=bytes.fromhex(value["raw"]))
+        else:
+            http.header_map.headers.add(key=key, value=value["value"])
     return external_auth_pb2.CheckRequest(
         attributes=attribute_context_pb2.AttributeContext(
             request=attribute_context_pb2.AttributeContext.Request(http=http)
         )
     )
+
+
+def everything(request):
+    """`request` with every other field Envoy fills set as well."""
+    peer = attribute_context_pb2.AttributeContext.Peer(
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address="10.0.0.7", port_value=41000)
+        ),
+        service="client",
+        labels={"app": "shop"},
+        principal="spiffe://cluster.local/ns/shop/sa/client",
+        certificate="-----BEGIN CERTIFICATE-----",
+    )
+    attributes = request.attributes
+    attributes.source.CopyFrom(peer)
+    attributes.destination.CopyFrom(peer)
+    attributes.context_extensions["virtual_host"] = "api"
+    attributes.metadata_context.filter_metadata["envoy.filters.http.jwt_authn"].update({"a": 1})
+    attributes.tls_session.sni = "api.example.test"
+    attributes.request.time.seconds = 1776732240
+    http = attributes.request.http
+    http.id = "1234567890"
+    http.query = "x=1"
+    http.fragment = "top"
+    http.size = 3
+    http.body = "abc"
+    http.raw_body = b"\x00\xffabc"
+    return request
 
 
 def header_options(options):
@@ -160,6 +200,20 @@ def main():
     target = sys.argv[1]
     spec = json.load(sys.stdin)
     out = {}
+    if "encode" in spec:
+        out["encode"] = [
+            everything(check_request(check)).SerializeToString().hex() for check in spec["encode"]
+        ]
+    if "decode" in spec:
+        out["decode"] = []
+        for text in spec["decode"]:
+            response = external_auth_pb2.CheckResponse.FromString(bytes.fromhex(text))
+            out["decode"].append(
+                {"fields": response_fields(response), "hex": response.SerializeToString().hex()}
+            )
+    if not any(key in spec for key in ("checks", "health", "calls", "load")):
+        json.dump(out, sys.stdout)
+        return
     with grpc.insecure_channel(target) as channel:
         if "checks" in spec:
             out["checks"] = checks(channel, spec["checks"])
