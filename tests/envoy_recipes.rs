@@ -8,6 +8,16 @@
 //! `x_apim_gateway_id` through, which CGI-style backends read as `x-apim-gateway-id`). The router
 //! is last. Istio's, Contour's and Envoy Gateway's recipes are held to the same in their own terms
 //! where they have the setting.
+//!
+//! A connection manager that runs the apim-sas proxy-wasm filter (Envoy's wasm filter loading
+//! `apim_sas_filter.wasm`, examples/envoy-wasm.yaml) has no Check that can fail and removes every
+//! spelling of the four headers itself (tests/envoy_wasm.rs shows it with underscores allowed), so
+//! it needs no `header_mutation`. It is held to what stands in for the rest: `failure_policy:
+//! FAIL_CLOSED` (a VM that traps answers `503`, never passes the request) and no `fail_open: true`;
+//! underscore headers dropped or refused all the same, as in every recipe; no route disabling the
+//! filter; the router last; and its keys from the environment (`keystore_env`, named in
+//! `vm_config.environment_variables.host_env_keys`), never written into Envoy's configuration,
+//! where the admin interface's `/config_dump` would show them.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -33,6 +43,8 @@ const EXT_AUTHZ: &str = "type.googleapis.com/envoy.extensions.filters.http.ext_a
 const HEADER_MUTATION: &str =
     "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation";
 const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+const WASM: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const STRING_VALUE: &str = "type.googleapis.com/google.protobuf.StringValue";
 
 /// One YAML document and where it is (`docs/ext-authz.md:57`, `examples/envoy.yaml`).
 struct Document {
@@ -232,6 +244,110 @@ fn manager_problems(manager: &Value) -> Vec<String> {
     problems
 }
 
+/// Whether an HTTP filter is the apim-sas proxy-wasm filter: Envoy's wasm filter running
+/// `apim_sas_filter.wasm`.
+fn is_apim_sas_wasm(filter: &Value) -> bool {
+    is(filter, WASM, "envoy.filters.http.wasm")
+        && str_at(
+            filter,
+            &[
+                "typed_config",
+                "config",
+                "vm_config",
+                "code",
+                "local",
+                "filename",
+            ],
+        )
+        .is_some_and(|file| file.ends_with("/apim_sas_filter.wasm"))
+}
+
+/// What is wrong with one HTTP connection manager that runs the apim-sas wasm filter.
+fn wasm_manager_problems(manager: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let filters = field(manager, "http_filters")
+        .and_then(Value::as_sequence)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for filter in filters.iter().filter(|f| is_apim_sas_wasm(f)) {
+        let config = filter
+            .get("typed_config")
+            .and_then(|c| field(c, "config"))
+            .unwrap_or(&Value::Null);
+        let policy = field(config, "failure_policy").and_then(Value::as_str);
+        if policy != Some("FAIL_CLOSED") {
+            problems.push(format!(
+                "the wasm filter must say failure_policy: FAIL_CLOSED, says {policy:?}"
+            ));
+        }
+        if field(config, "fail_open").and_then(Value::as_bool) == Some(true) {
+            problems.push("the wasm filter says fail_open: true".to_owned());
+        }
+        let configuration = field(config, "configuration").unwrap_or(&Value::Null);
+        let settings: Option<serde_json::Value> = match str_at(configuration, &["@type"]) {
+            Some(STRING_VALUE) => {
+                str_at(configuration, &["value"]).and_then(|text| serde_json::from_str(text).ok())
+            }
+            _ => None,
+        };
+        let env = settings
+            .as_ref()
+            .and_then(|s| s.get("keystore_env"))
+            .and_then(serde_json::Value::as_str);
+        let passed = names(
+            field(config, "vm_config")
+                .and_then(|v| field(v, "environment_variables"))
+                .and_then(|e| field(e, "host_env_keys")),
+        );
+        match env {
+            _ if settings
+                .as_ref()
+                .is_some_and(|s| s.get("keystore").is_some()) =>
+            {
+                problems.push(
+                    "the wasm filter's keys are written into the configuration: use keystore_env"
+                        .to_owned(),
+                )
+            }
+            Some(name) if passed.contains(name) => {}
+            Some(name) => problems.push(format!(
+                "the wasm filter reads {name}, which vm_config.environment_variables.host_env_keys \
+                 does not pass ({passed:?})"
+            )),
+            None => problems.push(format!(
+                "the wasm filter's configuration is not a StringValue of JSON with keystore_env: \
+                 {configuration:?}"
+            )),
+        }
+    }
+    let underscores = field(manager, "common_http_protocol_options")
+        .and_then(|o| field(o, "headers_with_underscores_action"))
+        .and_then(Value::as_str);
+    if !matches!(underscores, Some("REJECT_REQUEST" | "DROP_HEADER")) {
+        problems.push(format!(
+            "common_http_protocol_options.headers_with_underscores_action must be REJECT_REQUEST \
+             or DROP_HEADER, is {underscores:?}"
+        ));
+    }
+    let disabled = mappings(manager)
+        .into_iter()
+        .filter_map(|m| field(m, "typed_per_filter_config"))
+        .filter_map(Value::as_mapping)
+        .flat_map(|per_filter| per_filter.keys())
+        .filter_map(Value::as_str)
+        .any(|name| name == "envoy.filters.http.wasm" || name.contains("apim_sas"));
+    if disabled {
+        problems.push("a route or virtual host configures the wasm filter per route".to_owned());
+    }
+    if !filters
+        .last()
+        .is_some_and(|f| is(f, ROUTER, "envoy.filters.http.router"))
+    {
+        problems.push("the router is not the last HTTP filter".to_owned());
+    }
+    problems
+}
+
 /// Header lists that name one of the identity headers (in any case), under `key` anywhere in
 /// `value`.
 fn identity_named_under(value: &Value, key: &str) -> Vec<String> {
@@ -248,12 +364,32 @@ fn identity_named_under(value: &Value, key: &str) -> Vec<String> {
 
 /// What is wrong with one whole Envoy configuration, and how many ext_authz managers it has.
 fn configuration_problems(configuration: &Value) -> (Vec<String>, usize) {
+    let (problems, asking, _) = all_problems(configuration);
+    (problems, asking)
+}
+
+/// What is wrong with one whole Envoy configuration, how many managers ask ext_authz and how many
+/// run the apim-sas wasm filter.
+fn all_problems(configuration: &Value) -> (Vec<String>, usize, usize) {
     let mut problems = Vec::new();
     let mut asking = 0;
+    let mut verifying = 0;
     for manager in mappings(configuration)
         .into_iter()
         .filter(|m| m.get("@type").and_then(Value::as_str) == Some(MANAGER))
     {
+        let runs_wasm = field(manager, "http_filters")
+            .and_then(Value::as_sequence)
+            .is_some_and(|fs| fs.iter().any(is_apim_sas_wasm));
+        if runs_wasm {
+            verifying += 1;
+            let name = str_at(manager, &["stat_prefix"]).unwrap_or("?");
+            problems.extend(
+                wasm_manager_problems(manager)
+                    .into_iter()
+                    .map(|p| format!("connection manager {name}: {p}")),
+            );
+        }
         let has_authz = field(manager, "http_filters")
             .and_then(Value::as_sequence)
             .is_some_and(|fs| {
@@ -275,7 +411,7 @@ fn configuration_problems(configuration: &Value) -> (Vec<String>, usize) {
             "request_headers_to_remove names {name}: the router would remove the verified value"
         ));
     }
-    (problems, asking)
+    (problems, asking, verifying)
 }
 
 #[test]
@@ -290,9 +426,13 @@ fn every_whole_envoy_configuration_fails_closed_and_strips_client_identity_heade
     }
     let mut problems = Vec::new();
     let mut asking = 0;
+    let mut verifying = Vec::new();
     for configuration in &configurations {
-        let (found, managers) = configuration_problems(&configuration.value);
+        let (found, managers, wasm) = all_problems(&configuration.value);
         asking += managers;
+        if wasm > 0 {
+            verifying.push(configuration.at.as_str());
+        }
         problems.extend(
             found
                 .into_iter()
@@ -303,7 +443,59 @@ fn every_whole_envoy_configuration_fails_closed_and_strips_client_identity_heade
         asking >= 2,
         "{asking} connection managers ask ext_authz in {places:?}"
     );
+    assert!(
+        verifying.contains(&"examples/envoy-wasm.yaml"),
+        "the wasm filter's example is not checked: {verifying:?}"
+    );
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// The same for the wasm filter's rules: each broken on its own, in a copy of
+/// examples/envoy-wasm.yaml, is reported.
+#[test]
+fn each_broken_property_of_the_wasm_example_is_reported() {
+    let example = envoy_configurations()
+        .into_iter()
+        .find(|c| c.at == "examples/envoy-wasm.yaml")
+        .expect("examples/envoy-wasm.yaml")
+        .value;
+    assert_eq!(all_problems(&example), (Vec::new(), 0, 1));
+    let broken = |why: &str, change: &dyn Fn(&mut Value)| {
+        let mut copy = example.clone();
+        let manager = &mut copy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+            [0]["typed_config"];
+        change(manager);
+        let problems = all_problems(&copy).0;
+        assert!(!problems.is_empty(), "not reported: {why}");
+    };
+    broken("failing open", &|m| {
+        m["http_filters"][0]["typed_config"]["config"]["failure_policy"] = "FAIL_OPEN".into();
+    });
+    broken("failure_policy left to its default", &|m| {
+        let config = m["http_filters"][0]["typed_config"]["config"].as_mapping_mut();
+        config.unwrap().remove("failure_policy");
+    });
+    broken("fail_open", &|m| {
+        m["http_filters"][0]["typed_config"]["config"]["fail_open"] = Value::Bool(true);
+    });
+    broken("underscore headers allowed", &|m| {
+        m["common_http_protocol_options"]["headers_with_underscores_action"] = "ALLOW".into();
+    });
+    broken("the router not last", &|m| {
+        m["http_filters"].as_sequence_mut().unwrap().swap(0, 1);
+    });
+    broken("keys written into the configuration", &|m| {
+        m["http_filters"][0]["typed_config"]["config"]["configuration"]["value"] =
+            r#"{"keystore": {"gw1": {"primary": "k"}}}"#.into();
+    });
+    broken("the keystore's variable not passed to the VM", &|m| {
+        m["http_filters"][0]["typed_config"]["config"]["vm_config"]["environment_variables"]
+            ["host_env_keys"] = Value::Sequence(vec!["OTHER".into()]);
+    });
+    broken("the filter disabled on a route", &|m| {
+        m["route_config"]["virtual_hosts"][0]["routes"][0]["typed_per_filter_config"]
+            ["envoy.filters.http.wasm"]["disabled"] = Value::Bool(true);
+    });
 }
 
 /// The checks above find what they are meant to: each property broken on its own, in a copy of
