@@ -12,8 +12,9 @@
 //! A connection manager that runs the apim-sas proxy-wasm filter (Envoy's wasm filter loading
 //! `apim_sas_filter.wasm`, examples/envoy-wasm.yaml) has no Check that can fail and removes every
 //! spelling of the four headers itself (tests/envoy_wasm.rs shows it with underscores allowed), so
-//! it needs no `header_mutation`. It is held to what stands in for the rest: `failure_policy:
-//! FAIL_CLOSED` (a VM that traps answers `503`, never passes the request) and no `fail_open: true`;
+//! it needs no `header_mutation`. It is held to what stands in for the rest: `failure_policy`
+//! `FAIL_RELOAD` or `FAIL_CLOSED`, said explicitly (a VM that traps answers `503`, never passes the
+//! request; `FAIL_OPEN` would pass it unchecked) and no `fail_open: true`;
 //! underscore headers dropped or refused all the same, as in every recipe; no route disabling the
 //! filter; the router last; and its keys from the environment (`keystore_env`, named in
 //! `vm_config.environment_variables.host_env_keys`), never written into Envoy's configuration,
@@ -275,9 +276,10 @@ fn wasm_manager_problems(manager: &Value) -> Vec<String> {
             .and_then(|c| field(c, "config"))
             .unwrap_or(&Value::Null);
         let policy = field(config, "failure_policy").and_then(Value::as_str);
-        if policy != Some("FAIL_CLOSED") {
+        if !matches!(policy, Some("FAIL_RELOAD" | "FAIL_CLOSED")) {
             problems.push(format!(
-                "the wasm filter must say failure_policy: FAIL_CLOSED, says {policy:?}"
+                "the wasm filter must say failure_policy: FAIL_RELOAD or FAIL_CLOSED, says \
+                 {policy:?}"
             ));
         }
         if field(config, "fail_open").and_then(Value::as_bool) == Some(true) {

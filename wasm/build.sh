@@ -48,15 +48,17 @@ elif [ -x "$debian_cargo" ] && [ -x "$debian_rustc" ] && [ -d "$debian_src/std" 
   command -v rust-lld >/dev/null 2>&1 &&
   "$debian_rustc" --print target-list | grep -qx wasm32-unknown-unknown; then
   triple=wasm32-unknown-unknown
-  echo "== cargo build -Zbuild-std --profile wasm --target $triple ($("$debian_rustc" --version))" >&2
+  echo "== cargo build -Zbuild-std --profile wasm --target $triple" \
+    "($("$debian_rustc" --version))" >&2
   # Debian's compiler and cargo, not rustup's proxies earlier in PATH; the standard library from
   # the compiler's own source (rust-web-src), whose dependencies are vendored beside it.
   env -u RUSTUP_TOOLCHAIN -u RUSTC_WRAPPER -u RUSTC_WORKSPACE_WRAPPER \
     RUSTC="$debian_rustc" RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
     "$debian_cargo" "${build[@]}" --target "$triple" -Zbuild-std=std,panic_abort >&2
 else
-  die "no Rust for wasm32 here: rustup target add wasm32-wasip1, or on Debian 12 bash .ci/deps/wasm.sh
-(apt-get install rustc-web cargo-web rust-web-src rust-web-llvm, from bookworm-security)"
+  die "no Rust for wasm32 here: rustup target add wasm32-wasip1, or on Debian 12
+bash .ci/deps/wasm.sh (apt-get install rustc-web cargo-web rust-web-src rust-web-llvm lld-22,
+from bookworm-security)"
 fi
 
 built="$target/$triple/wasm/apim_sas_filter.wasm"

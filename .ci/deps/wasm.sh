@@ -43,8 +43,9 @@ fi
 version=$(/usr/bin/rustc --version | sed -n 's/^rustc \([0-9]*\.[0-9]*\).*/\1/p')
 case $version in
   1.[0-9] | 1.[0-7][0-9] | 1.8[0-7] | "")
-    echo "wasm.sh: /usr/bin/rustc is $(/usr/bin/rustc --version), older than 1.88: add bookworm-security" \
-      "(deb http://deb.debian.org/debian-security bookworm-security main) to apt's sources" >&2
+    echo "wasm.sh: /usr/bin/rustc is $(/usr/bin/rustc --version), older than 1.88: add" \
+      "bookworm-security (deb http://deb.debian.org/debian-security bookworm-security main)" \
+      "to apt's sources" >&2
     exit 1
     ;;
 esac

@@ -4,8 +4,8 @@
 //!
 //! | field | default | meaning |
 //! | --- | --- | --- |
-//! | `keystore_env` | — | the name of the VM environment variable that holds the keystore's JSON |
-//! | `keystore` | — | the keystore itself, inline: `{"gw1": {"primary": "…", "secondary": "…"}}` |
+//! | `keystore_env` | — | the VM environment variable that holds the keystore's JSON |
+//! | `keystore` | — | the keystore inline: `{"gw1": {"primary": "…", "secondary": "…"}}` |
 //! | `header` | `authorization` | the request header that holds the token, any case |
 //! | `leeway` | `60s` | how long after its expiry a token still verifies |
 //! | `max_lifetime` | `30d` | a token expiring further ahead is `ExpiryTooFar`; `none`: no limit |
@@ -56,7 +56,11 @@ struct Raw<'a> {
 /// cannot be read.
 pub(crate) type Environment<'e> = &'e dyn Fn(&str) -> Result<Option<Zeroizing<Vec<u8>>>, String>;
 
-const SHAPE: &str = r#"give {"keystore_env": "APIM_SAS_KEYSTORE"} (the keystore's JSON in that VM environment variable) or {"keystore": {"<gateway id>": {"primary": "<key>", "secondary": "<key>"}}}"#;
+/// What a configuration without a keystore is told to give.
+const SHAPE: &str = concat!(
+    r#"give {"keystore_env": "APIM_SAS_KEYSTORE"} (the keystore's JSON in that VM environment "#,
+    r#"variable) or {"keystore": {"<gateway id>": {"primary": "<key>", "secondary": "<key>"}}}"#
+);
 
 /// The plugin of configuration `text`, or what is wrong with it, in words for Envoy's log (never
 /// a key: the library's keystore errors name the gateway and the field, not the value, and
@@ -191,8 +195,8 @@ fn header(name: &str) -> Result<Box<str>, String> {
     }
     if is_identity_spelling(name.as_bytes()) {
         return Err(format!(
-            "header: {name} is one of the headers the filter sets for the upstream (and removes from \
-             the client's request)"
+            "header: {name} is one of the headers the filter sets for the upstream (and removes \
+             from the client's request)"
         ));
     }
     Ok(name.to_ascii_lowercase().into())

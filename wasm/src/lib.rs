@@ -8,7 +8,7 @@
 //!     "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
 //!     config:
 //!       name: apim_sas
-//!       failure_policy: FAIL_CLOSED
+//!       failure_policy: FAIL_RELOAD
 //!       configuration:
 //!         "@type": type.googleapis.com/google.protobuf.StringValue
 //!         value: '{"keystore_env": "APIM_SAS_KEYSTORE"}'
@@ -33,10 +33,14 @@
 //!
 //! No panic is meant to reach the host: the library does not panic on any input (its fuzzers
 //! look for one), headers are read as bytes, and the configuration's problems are answers, not
-//! panics. Were one to happen anyway, the build's `panic = "abort"` makes it a trap: Envoy logs
-//! the panic's message (proxy-wasm's panic hook, at `critical`) and the VM is gone; with
-//! `failure_policy: FAIL_CLOSED` every later request of that worker gets Envoy's `503`, never
-//! the upstream.
+//! panics. Were one to happen anyway, the build's `panic = "abort"` makes it a trap, and Envoy
+//! 1.40 logs the panic's message (proxy-wasm's panic hook, at `critical`) and `Function:
+//! proxy_on_request_headers failed: Uncaught RuntimeError: unreachable`, answers that request
+//! `503` with an empty body, and never sends it upstream. What follows is the
+//! `failure_policy`'s: `FAIL_RELOAD` starts a new VM (configured again, its cache empty;
+//! requests get `503` during the reload's backoff, 1 s by default), `FAIL_CLOSED` answers `503`
+//! to every request of that worker until Envoy restarts, and `FAIL_OPEN` lets every later
+//! request through unchecked, the client's own `x-apim-*` headers with it.
 
 // The glue runs only inside a proxy-wasm host; the rest builds and is tested anywhere.
 #![cfg_attr(not(target_family = "wasm"), allow(dead_code))]

@@ -126,9 +126,8 @@ mod tests {
     use zeroize::Zeroizing;
 
     fn plugin(rest: &str) -> Plugin {
-        let text = format!(
-            r#"{{"keystore": {{"gw1": {{"primary": "wasm-test-key-p1", "secondary": "wasm-test-key-s1"}}}}{rest}}}"#
-        );
+        let store = r#"{"gw1": {"primary": "wasm-test-key-p1", "secondary": "wasm-test-key-s1"}}"#;
+        let text = format!(r#"{{"keystore": {store}{rest}}}"#);
         let env = |_: &str| -> Result<Option<Zeroizing<Vec<u8>>>, String> { Ok(None) };
         config::load(text.as_bytes(), &env).unwrap()
     }
