@@ -10,14 +10,15 @@
 //!
 //! Rebuilt when this file, `CI`, `PATH` or `APIM_SAS_TEST_SKIP` change, and when a package is
 //! installed (`/var/lib/dpkg/status`). The scripts that make the venvs under target/
-//! (`.ci/deps/grpc.sh`, `.ci/deps/envoy.sh`, `.ci/deps/k8s-validate.sh`) `touch build.rs` when
-//! they are done.
+//! (`.ci/deps/grpc.sh`, `.ci/deps/envoy.sh`, `.ci/deps/k8s-validate.sh`) and the one that
+//! installs a Rust for wasm32 (`.ci/deps/wasm.sh`) `touch build.rs` when they are done; after a
+//! `rustup target add wasm32-wasip1` of your own, touch it yourself.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Every cfg this script may emit, all declared for `check-cfg`.
-const SKIPS: [&str; 18] = [
+const SKIPS: [&str; 19] = [
     "skip_bash",            // tests/completions.rs
     "skip_bash_completion", // tests/completions.rs (/usr/share/bash-completion/bash_completion)
     "skip_fish",            // tests/completions.rs
@@ -32,6 +33,7 @@ const SKIPS: [&str; 18] = [
     "skip_k8s_validate",    // tests/renew_secret.rs (kubernetes-validate)
     "skip_grpc_venv",       // tests/grpc.rs (target/grpc-venv from .ci/deps/grpc.sh)
     "skip_envoy",           // tests/envoy.rs (target/envoy-venv from .ci/deps/envoy.sh)
+    "skip_wasm",            // tests/envoy_wasm.rs: a Rust for wasm32 (.ci/deps/wasm.sh)
     "skip_python3",         // tests/serve_hostile.rs
     "skip_mkfifo",          // tests/serve_hostile.rs
     "skip_nofile",          // tests/serve_hostile.rs: a hard limit of open files under 1,200
@@ -104,6 +106,9 @@ fn main() {
     missing("grpc_venv", !root.join("target/grpc-venv/.pins").is_file());
     // .ci/deps/envoy.sh writes the stamp last, once the binary reports the pinned version.
     missing("envoy", !root.join("target/envoy-venv/.pins").is_file());
+    // What wasm/build.sh builds with: rustup's wasm32-wasip1, or Debian's rustc-web with the
+    // standard library's source and rust-lld (a link that dangles without its lld).
+    missing("wasm", !wasm_toolchain());
     missing("python3", !on_path("python3"));
     missing("mkfifo", !on_path("mkfifo"));
     missing("nofile", hard_nofile().is_some_and(|n| n < NOFILE));
@@ -140,6 +145,24 @@ fn executable(path: &Path) -> bool {
 #[cfg(not(unix))]
 fn executable(_: &Path) -> bool {
     true
+}
+
+/// Whether wasm/build.sh finds a Rust for wasm32 here (the same checks, in its order).
+fn wasm_toolchain() -> bool {
+    let rustup = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|t| t == "wasm32-wasip1")
+        });
+    rustup
+        || (Path::new("/usr/bin/cargo").is_file()
+            && Path::new("/usr/bin/rustc").is_file()
+            && Path::new("/usr/lib/rustlib/src/rust/library/std").is_dir()
+            && Path::new("/usr/bin/rust-lld").is_file())
 }
 
 /// Whether this process (so the tests, run by the same user) is root: the owner of /proc/self.
