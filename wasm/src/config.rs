@@ -137,8 +137,16 @@ pub(crate) fn load(text: &[u8], env: Environment<'_>) -> Result<Plugin, String> 
 
 /// The keystore's text from the environment variable `name`.
 fn keystore_text(name: &str, env: Environment<'_>) -> Result<Zeroizing<String>, String> {
-    if name.is_empty() {
-        return Err("keystore_env: the name of an environment variable".to_owned());
+    // Not shown unless it is a name: a key or a keystore pasted here must not reach the log.
+    let variable = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    if name.is_empty()
+        || name.starts_with(|c: char| c.is_ascii_digit())
+        || !name.bytes().all(variable)
+    {
+        return Err(
+            "keystore_env: not the name of an environment variable (letters, digits and _)"
+                .to_owned(),
+        );
     }
     let value = env(name)
         .map_err(|why| format!("keystore_env {name}: {why}"))?
@@ -185,13 +193,11 @@ pub(crate) fn is_identity_spelling(name: &[u8]) -> bool {
 
 /// The `header` setting: an HTTP field name (RFC 9110's token characters), lower-cased as
 /// Envoy's header maps hold names; never one of the identity headers, which the filter removes.
+/// What is not a name is not shown: it could be a key pasted in the wrong place.
 fn header(name: &str) -> Result<Box<str>, String> {
     let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
     if name.is_empty() || !name.bytes().all(token) {
-        return Err(format!(
-            "header: {:?} is not a header name",
-            name.chars().take(80).collect::<String>()
-        ));
+        return Err("header: not a header name (letters, digits and !#$%&'*+-.^_`|~)".to_owned());
     }
     if is_identity_spelling(name.as_bytes()) {
         return Err(format!(
@@ -352,7 +358,15 @@ mod tests {
             ),
             (
                 r#"{"keystore_env": ""}"#,
-                "keystore_env: the name of an environment variable",
+                "keystore_env: not the name of an environment variable",
+            ),
+            (
+                r#"{"keystore_env": "1X"}"#,
+                "keystore_env: not the name of an environment variable",
+            ),
+            (
+                r#"{"keystore_env": "A-B"}"#,
+                "keystore_env: not the name of an environment variable",
             ),
             (
                 r#"{"keystore": {"gw1": {"primary": "k"}, "gw1": {"primary": "k"}}}"#,
@@ -369,15 +383,9 @@ mod tests {
             assert!(problem.starts_with(starts), "{config}: {problem}");
         }
         let settings: &[(&str, &str)] = &[
-            (r#""header": """#, "header: \"\" is not a header name"),
-            (
-                r#""header": "x token""#,
-                "header: \"x token\" is not a header name",
-            ),
-            (
-                r#""header": ":authority""#,
-                "header: \":authority\" is not a header name",
-            ),
+            (r#""header": """#, "header: not a header name"),
+            (r#""header": "x token""#, "header: not a header name"),
+            (r#""header": ":authority""#, "header: not a header name"),
             (
                 r#""header": "X_Apim_Gateway_Id""#,
                 "header: X_Apim_Gateway_Id is one of the",
@@ -433,6 +441,8 @@ mod tests {
             format!(r#"{{"keystore": "{secret}"}}"#),
             format!(r#"{{"keystore": {{"gw1": {{"primary": "{secret}"}}}}, "x": "{secret}"}}"#),
             format!(r#"{{"keystore": {{"gw1": {{"primary": "{secret}"}}}}"#),
+            format!(r#"{{"keystore_env": "{{\"gw1\": {{\"primary\": \"{secret}\"}}}}"}}"#),
+            format!(r#"{{"keystore": {{}}, "header": "{secret}/+="}}"#),
         ];
         for config in configs {
             let problem = with(&config)
