@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The speed of verification inside Envoy: Envoy alone against Envoy -> ext_authz -> `apim-sas
-# serve`, in both modes the guides give, each configuration the guide's own, taken from the
-# Markdown as it stands (only its addresses moved). Issue 29, item 4.
+# The speed of verification inside Envoy: Envoy alone against Envoy running the apim-sas
+# proxy-wasm filter (wasm/) and against Envoy -> ext_authz -> `apim-sas serve`, in both modes the
+# guides give, each configuration the guide's or the example's own, taken as it stands (only its
+# addresses moved). Issue 29, item 4.
 #
 #   benches/envoy.sh [ROUNDS=3] [DURATION=10s] [CONNECTIONS=32]
 #
@@ -14,25 +15,39 @@
 #      filters taken out, the router alone (the limit for anything inside Envoy)
 #   b  docs/ext-authz.md as it stands: ext_authz over gRPC (HTTP/2) to serve
 #   c  docs/serve.md as it stands: ext_authz in HTTP mode, GET /verify over HTTP/1.1 to serve
+#   w  examples/envoy-wasm.yaml as it stands: the proxy-wasm filter (apim_sas_filter.wasm, in
+#      Envoy's V8) verifies in Envoy itself, its verdict cache on (the default, 1024 tokens); its
+#      keystore in Envoy's environment (APIM_SAS_KEYSTORE), its listener, admin and upstream
+#      addresses and its .wasm path moved
+#   x  (only when VARIANTS names it) w with the filter's cache off (`"cache": "off"` added to the
+#      example's configuration): every request verifies (parse, HMAC-SHA512, clock)
 # One `apim-sas serve --keystore FILE` answers b and c, its verdict cache on (the default, 1024
 # tokens): every timed request carries the same valid token.
 #
 # Before timing, every variant answers the valid token with the upstream's `ok gw1` (b, c: the
-# identity serve verified; a: `ok `), b and c answer a forged token and none with 401 and
-# `WWW-Authenticate: SharedAccessSignature error="…"`, and a client's own `X-Apim-Gateway-Id:
-# admin` never reaches the upstream. A timed run with any socket error or non-2xx answer, or an
-# Envoy or serve that died, fails the script.
+# identity serve verified; w, x: the identity the filter set; a: `ok `), b, c, w and x answer a
+# forged token and none with 401 and `WWW-Authenticate: SharedAccessSignature error="…"`, and a
+# client's own `X-Apim-Gateway-Id: admin` never reaches the upstream. A timed run with any socket
+# error or non-2xx answer, or an Envoy or serve that died, fails the script.
 #
 # CPU per request: utime + stime from /proc/PID/stat (all threads) of the variant's Envoy, and of
-# serve for b and c, read before and after the timed run, divided by the requests wrk completed.
-# The upstream's nginx worker is the same in every variant and shown apart. wrk's own CPU share is
-# printed to show when the load generator, not Envoy, is the limit.
+# serve for b and c (w and x have no second process), read before and after the timed run, divided
+# by the requests wrk completed. The upstream's nginx worker is the same in every variant and shown
+# apart. wrk's own CPU share is printed to show when the load generator, not Envoy, is the limit.
+# Each round prints its ratios (against a; w against b), and the summary the medians of the rounds
+# and whether w met its targets in every round: at least 0.7 of a's requests/s (the goal 0.85) and
+# twice b's.
 #
 # Environment:
 #   BIN=PATH      the apim-sas binary (default: `cargo build --release --bin apim-sas`)
 #   ENVOY=PATH    the Envoy binary (default: target/envoy-venv's, made by .ci/deps/envoy.sh)
+#   WASM=PATH     the filter for w and x (default: built by wasm/build.sh, which needs a Rust for
+#                 wasm32: .ci/deps/wasm.sh)
+#   VARIANTS=     the variants to run, in order (default "a b c w"; e.g. "a w x" to see what the
+#                 filter's cache saves; serve is started only for b or c)
 #   SERVE_ARGS=   extra flags for serve (e.g. "--cache off", "--workers 2")
 #   PIN=1         wrk on CPU 0, everything under test on CPU 1 (default 0: nothing pinned)
+#   NICE=N        run wrk, Envoy, serve and the upstream at `nice -n N` (default 0)
 #   KEEP=1        keep the temporary directory (configurations, logs, raw results)
 # Needs: wrk, nginx, curl, python3 (wrk and nginx installed with apt-get when missing).
 set -euo pipefail
@@ -46,7 +61,21 @@ rounds=${1:-3}
 duration=${2:-10s}
 conns=${3:-32}
 pin=${PIN:-0}
+prio=${NICE:-0}
 serve_args=${SERVE_ARGS:-}
+read -r -a vs <<<"${VARIANTS:-a b c w}"
+((${#vs[@]})) || die "VARIANTS names no variant"
+declare -A seen
+for v in "${vs[@]}"; do
+  [[ $v == [abcwx] ]] || die "VARIANTS: no variant $v (a b c w x)"
+  [[ -z ${seen[$v]:-} ]] || die "VARIANTS: $v given twice"
+  seen[$v]=1
+done
+has() { [[ -n ${seen[$1]:-} ]]; }
+needs_serve=false
+{ has b || has c; } && needs_serve=true
+needs_wasm=false
+{ has w || has x; } && needs_wasm=true
 
 # --- tools ---------------------------------------------------------------------------------------
 install_wrk_and_nginx
@@ -68,13 +97,25 @@ else
   bin=${CARGO_TARGET_DIR:-$PWD/target}/release/apim-sas
 fi
 "$bin" serve --help >/dev/null 2>&1 || die "$bin has no \`serve\`"
+wasm=
+if $needs_wasm; then
+  if [[ -n ${WASM:-} ]]; then
+    wasm=$(realpath "$WASM")
+  else
+    build_log=$(mktemp)
+    wasm=$(wasm/build.sh 2>"$build_log" | tail -1) || { cat "$build_log" >&2; die "wasm/build.sh failed"; }
+    rm -f "$build_log"
+  fi
+  [[ -f $wasm ]] || die "no filter at $wasm"
+fi
 
 # --- machine and command -------------------------------------------------------------------------
 machine
 echo "software: envoy $("$envoy" --version | sed -n 's/.*version: //p'), $("$nginx" -v 2>&1 | sed 's/.*version: //') (upstream), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 echo "apim-sas: $bin ($(stat -c %y "$bin" | cut -d. -f1))${serve_args:+, serve $serve_args}"
-echo "command: ${BIN:+BIN=$BIN }${ENVOY:+ENVOY=$ENVOY }${SERVE_ARGS:+SERVE_ARGS=\"$SERVE_ARGS\" }${PIN:+PIN=$PIN }$command_line" \
-  "(rounds $rounds, duration $duration, wrk -t1 -c$conns)"
+[[ -n $wasm ]] && echo "filter: $wasm ($(stat -c %s "$wasm") bytes, $(stat -c %y "$wasm" | cut -d. -f1))"
+echo "command: ${BIN:+BIN=$BIN }${ENVOY:+ENVOY=$ENVOY }${WASM:+WASM=$WASM }${VARIANTS:+VARIANTS=\"$VARIANTS\" }${SERVE_ARGS:+SERVE_ARGS=\"$SERVE_ARGS\" }${PIN:+PIN=$PIN }${NICE:+NICE=$NICE }$command_line" \
+  "(rounds $rounds, duration $duration, wrk -t1 -c$conns, variants ${vs[*]})"
 load_average before
 
 # --- keys, tokens --------------------------------------------------------------------------------
@@ -125,60 +166,83 @@ EOF
 upstream_master=$!
 pids+=("$upstream_master")
 
-# shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
-"${sut[@]}" "$bin" serve --keystore "$dir/keystore.json" --listen 127.0.0.1:0 $serve_args 2>"$dir/serve.log" &
-serve_pid=$!
-pids+=("$serve_pid")
-serve_port=$(listening_port "$dir/serve.log")
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$serve_port/readyz" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$serve_port/readyz" >/dev/null || { cat "$dir/serve.log" >&2; die "serve is not ready"; }
+serve_pid= serve_port=1
+if $needs_serve; then
+  # shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
+  "${sut[@]}" "$bin" serve --keystore "$dir/keystore.json" --listen 127.0.0.1:0 $serve_args 2>"$dir/serve.log" &
+  serve_pid=$!
+  pids+=("$serve_pid")
+  serve_port=$(listening_port "$dir/serve.log")
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$serve_port/readyz" >/dev/null && break; sleep 0.1; done
+  curl -sf "http://127.0.0.1:$serve_port/readyz" >/dev/null || { cat "$dir/serve.log" >&2; die "serve is not ready"; }
+fi
 upstream_worker=$(pgrep -P "$upstream_master" | head -1)
 [[ -n $upstream_worker ]] || die "the upstream nginx has no worker: $(cat "$dir/upstream/error.log")"
 
-# --- the Envoy configurations, from the guides ---------------------------------------------------
-# recipe DOC OUT FRONT_PORT alone|asis: the guide's one whole Envoy configuration, every replaced text
-# asserted to be there exactly once; `alone` takes the header_mutation and ext_authz filters out.
+# --- the Envoy configurations, from the guides and the example -----------------------------------
+# recipe DOC OUT FRONT_PORT alone|asis|nocache: the guide's one whole Envoy configuration (DOC a
+# Markdown file) or the example's (DOC a YAML file, taken whole), every replaced text asserted to
+# be there exactly once; `alone` takes the header_mutation and ext_authz filters out, `nocache`
+# turns the wasm filter's verdict cache off.
 recipe() {
-  python3 - "$@" "$serve_port" "$up_port" <<'PY'
+  python3 - "$@" "$serve_port" "$up_port" "$wasm" <<'PY'
 import re, sys
-doc, out, front, shape, serve_port, up_port = sys.argv[1:]
-blocks = [b for b in re.findall(r"^```yaml\n(.*?)^```$", open(doc).read(), re.M | re.S)
-          if b.startswith("static_resources:")]
-assert len(blocks) == 1, f"{doc}: {len(blocks)} whole Envoy configurations"
-text = blocks[0]
+doc, out, front, shape, serve_port, up_port, wasm = sys.argv[1:]
+if doc.endswith(".yaml"):
+    text = open(doc).read()
+else:
+    blocks = [b for b in re.findall(r"^```yaml\n(.*?)^```$", open(doc).read(), re.M | re.S)
+              if b.startswith("static_resources:")]
+    assert len(blocks) == 1, f"{doc}: {len(blocks)} whole Envoy configurations"
+    text = blocks[0]
 def replace(old, new):
     global text
     assert text.count(old) == 1, f"{doc}: {old!r} is there {text.count(old)} times"
     text = text.replace(old, new)
 replace("socket_address: { address: 0.0.0.0, port_value: 8080 }",
         f"socket_address: {{ address: 127.0.0.1, port_value: {front} }}")
-replace("socket_address: { address: 127.0.0.1, port_value: 8089 }",
-        f"socket_address: {{ address: 127.0.0.1, port_value: {serve_port} }}")
 replace("socket_address: { address: api.internal, port_value: 80 }",
         f"socket_address: {{ address: 127.0.0.1, port_value: {up_port} }}")
-if 'uri: "http://127.0.0.1:8089"' in text:
-    replace('uri: "http://127.0.0.1:8089"', f'uri: "http://127.0.0.1:{serve_port}"')
-if shape == "alone":
-    start = text.index("                  - name: envoy.filters.http.header_mutation\n")
-    end = text.index("                  - name: envoy.filters.http.router\n")
-    assert "envoy.filters.http.ext_authz" in text[start:end]
-    text = text[:start] + text[end:]
-text += "admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 0 }\n"
+if "envoy.filters.http.wasm" in text:
+    replace("filename: /etc/envoy/apim_sas_filter.wasm", f"filename: {wasm}")
+    replace("socket_address: { address: 127.0.0.1, port_value: 9000 }",
+            "socket_address: { address: 127.0.0.1, port_value: 0 }")
+    if shape == "nocache":
+        replace("""value: '{"keystore_env": "APIM_SAS_KEYSTORE"}'""",
+                """value: '{"keystore_env": "APIM_SAS_KEYSTORE", "cache": "off"}'""")
+else:
+    replace("socket_address: { address: 127.0.0.1, port_value: 8089 }",
+            f"socket_address: {{ address: 127.0.0.1, port_value: {serve_port} }}")
+    if 'uri: "http://127.0.0.1:8089"' in text:
+        replace('uri: "http://127.0.0.1:8089"', f'uri: "http://127.0.0.1:{serve_port}"')
+    if shape == "alone":
+        start = text.index("                  - name: envoy.filters.http.header_mutation\n")
+        end = text.index("                  - name: envoy.filters.http.router\n")
+        assert "envoy.filters.http.ext_authz" in text[start:end]
+        text = text[:start] + text[end:]
+    text += "admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 0 }\n"
 open(out, "w").write(text)
 PY
 }
 
-vs=(a b c)
-declare -A label port doc envoy_pid
+declare -A label port doc shape envoy_pid
 label[a]="a Envoy alone"
 label[b]="b ext_authz gRPC -> serve"
 label[c]="c ext_authz HTTP -> serve"
+label[w]="w wasm filter"
+label[x]="x wasm filter, cache off"
 doc[a]=docs/ext-authz.md doc[b]=docs/ext-authz.md doc[c]=docs/serve.md
+doc[w]=examples/envoy-wasm.yaml doc[x]=examples/envoy-wasm.yaml
+shape[a]=alone shape[b]=asis shape[c]=asis shape[w]=asis shape[x]=nocache
+keystore_json=$(cat "$dir/keystore.json")
 for v in "${vs[@]}"; do
   mkdir -p "$dir/$v"
   port[$v]=$(free_port)
-  recipe "${doc[$v]}" "$dir/$v/envoy.yaml" "${port[$v]}" "$([[ $v == a ]] && echo alone || echo asis)"
-  "${sut[@]}" "$envoy" -c "$dir/$v/envoy.yaml" --concurrency 1 --base-id $((RANDOM * 32768 + RANDOM + 1)) \
+  recipe "${doc[$v]}" "$dir/$v/envoy.yaml" "${port[$v]}" "${shape[$v]}"
+  # Only the filter's Envoy is given the keystore, as the example says: in its environment.
+  keystore=()
+  [[ $v == [wx] ]] && keystore=(env "APIM_SAS_KEYSTORE=$keystore_json")
+  "${sut[@]}" "${keystore[@]}" "$envoy" -c "$dir/$v/envoy.yaml" --concurrency 1 --base-id $((RANDOM * 32768 + RANDOM + 1)) \
     --admin-address-path "$dir/$v/admin" --log-level warning 2>"$dir/$v/envoy.log" &
   envoy_pid[$v]=$!
   pids+=("${envoy_pid[$v]}")
@@ -193,7 +257,8 @@ for v in "${vs[@]}"; do
 done
 
 echo
-echo "configurations ($dir/*/envoy.yaml): a is ${doc[a]}'s without its header_mutation and ext_authz filters, b ${doc[b]}'s and c ${doc[c]}'s as they stand"
+echo "configurations ($dir/*/envoy.yaml): a is ${doc[a]}'s without its header_mutation and ext_authz filters," \
+  "b ${doc[b]}'s and c ${doc[c]}'s as they stand, w ${doc[w]} as it stands (x: its cache off); only addresses and paths moved"
 
 # --- every variant answers right before anything is timed ----------------------------------------
 get() { # URL [HEADER…]: "status body [www-authenticate]"
@@ -226,7 +291,7 @@ done
 write_report_lua "$dir/report.lua"
 export APIM_BENCH_TOKEN=$token
 
-alive() { local pid; for pid in "$@"; do kill -0 "$pid" 2>/dev/null || return 1; done; }
+alive() { local pid; for pid in "$@"; do [[ -z $pid ]] || kill -0 "$pid" 2>/dev/null || return 1; done; }
 
 echo "round variant rps p50_us p99_us envoy_cpu_us serve_cpu_us total_cpu_us upstream_cpu_us wrk_share" >"$dir/results.txt"
 n=${#vs[@]}
@@ -239,13 +304,13 @@ for round in $(seq "$rounds"); do
     url=http://127.0.0.1:${port[$v]}/ok
     warm_up "$url"
     e0=$(ticks "${envoy_pid[$v]}")
-    s0=0; [[ $v != a ]] && s0=$(ticks "$serve_pid")
+    s0=0; [[ $v == [bc] ]] && s0=$(ticks "$serve_pid")
     u0=$(ticks "$upstream_worker")
     timed_wrk "$url"
     alive "${envoy_pid[$v]}" "$serve_pid" "$upstream_worker" ||
       die "${label[$v]}: Envoy, serve or the upstream died while timing: $(tail -3 "$dir/$v/envoy.log")"
     e1=$(ticks "${envoy_pid[$v]}")
-    s1=0; [[ $v != a ]] && s1=$(ticks "$serve_pid")
+    s1=0; [[ $v == [bc] ]] && s1=$(ticks "$serve_pid")
     u1=$(ticks "$upstream_worker")
     wrk_result "${label[$v]}"
     line=$(python3 -c '
@@ -267,8 +332,11 @@ print(f"{rps:.0f} {p50} {p99} {per(et):.2f} {per(st):.2f} {per(et) + per(st):.2f
 import sys
 rows = [l.split() for l in open(sys.argv[1]).read().splitlines()[1:]]
 r = {v: (float(rps), float(t)) for rd, v, rps, _, _, _, _, t, _, _ in rows if rd == sys.argv[2]}
-print(f"  ratios: b/a CPU {r['b'][1] / r['a'][1]:.2f}  c/a CPU {r['c'][1] / r['a'][1]:.2f}"
-      f"  b/a req/s {r['b'][0] / r['a'][0]:.2f}  c/a req/s {r['c'][0] / r['a'][0]:.2f}  b/c req/s {r['b'][0] / r['c'][0]:.2f}")
+cpu = [f"{v}/a CPU {r[v][1] / r['a'][1]:.2f}" for v in "bcwx" if v in r and "a" in r]
+rps = [f"{v}/{u} req/s {r[v][0] / r[u][0]:.2f}" for v, u in
+       [("b", "a"), ("c", "a"), ("w", "a"), ("x", "a"), ("b", "c"), ("w", "b")] if v in r and u in r]
+if cpu or rps:
+    print("  ratios: " + "  ".join(cpu + rps))
 PY
 done
 
@@ -287,36 +355,62 @@ for line in open(path).read().splitlines()[1:]:
                          cpu=float(tcpu), upstream=float(ucpu), wrk=float(w))
 label = {
     "a": "a. Envoy alone (the router; the limit)",
-    "b": "b. **ext_authz gRPC → `apim-sas serve`** (docs/ext-authz.md)",
+    "b": "b. ext_authz gRPC → `apim-sas serve` (docs/ext-authz.md)",
     "c": "c. ext_authz HTTP → `apim-sas serve` `/verify` (docs/serve.md)",
+    "w": "w. **the proxy-wasm filter** (examples/envoy-wasm.yaml)",
+    "x": "x. the proxy-wasm filter, `\"cache\": \"off\"`",
 }
+second = {"b": "serve", "c": "serve"}
 med = statistics.median
+variants = [v for v in "abcwx" if any(v in by[r] for r in by)]
 print()
 print(f"Medians over {len(by)} rounds of {duration} each, `wrk -t1 -c{conns} --latency`, "
       + ("wrk pinned to CPU 0 and Envoy, serve and the upstream to CPU 1" if pin == "1" else "nothing pinned")
-      + ", Envoy `--concurrency 1`, serve's verdict cache on, the upstream one nginx worker:")
+      + ", Envoy `--concurrency 1`, verdict caches on (serve's, the filter's) but in x, the upstream one nginx worker:")
 print()
 print("| variant | requests/s | p99 latency | CPU µs per request (Envoy + serve) | upstream CPU µs per request | wrk busy |")
 print("| --- | ---: | ---: | ---: | ---: | ---: |")
-for v in "abc":
+for v in variants:
     xs = [by[r][v] for r in by if v in by[r]]
-    split = f" ({med(x['envoy'] for x in xs):.2f} + {med(x['serve'] for x in xs):.2f})" if v != "a" else ""
+    split = f" ({med(x['envoy'] for x in xs):.2f} + {med(x['serve'] for x in xs):.2f})" if v in second else ""
     print(f"| {label[v]} | {med(x['rps'] for x in xs):,.0f} | {med(x['p99'] for x in xs) / 1000:.2f} ms "
           f"| {med(x['cpu'] for x in xs):.2f}{split} | {med(x['upstream'] for x in xs):.2f} "
           f"| {med(x['wrk'] for x in xs) * 100:.0f} % |")
+# name: (variants it needs, value in one round)
 ratios = {
-    "gRPC ext_authz → serve, CPU per request ÷ Envoy alone's": lambda r: by[r]["b"]["cpu"] / by[r]["a"]["cpu"],
-    "HTTP ext_authz → serve, CPU per request ÷ Envoy alone's": lambda r: by[r]["c"]["cpu"] / by[r]["a"]["cpu"],
-    "gRPC ext_authz → serve, requests/s ÷ Envoy alone's": lambda r: by[r]["b"]["rps"] / by[r]["a"]["rps"],
-    "HTTP ext_authz → serve, requests/s ÷ Envoy alone's": lambda r: by[r]["c"]["rps"] / by[r]["a"]["rps"],
-    "gRPC ÷ HTTP mode, requests/s": lambda r: by[r]["b"]["rps"] / by[r]["c"]["rps"],
-    "gRPC mode, serve's share of the CPU per request": lambda r: by[r]["b"]["serve"] / by[r]["b"]["cpu"],
+    "gRPC ext_authz → serve, CPU per request ÷ Envoy alone's": ("ab", lambda r: by[r]["b"]["cpu"] / by[r]["a"]["cpu"]),
+    "HTTP ext_authz → serve, CPU per request ÷ Envoy alone's": ("ac", lambda r: by[r]["c"]["cpu"] / by[r]["a"]["cpu"]),
+    "wasm filter, CPU per request ÷ Envoy alone's": ("aw", lambda r: by[r]["w"]["cpu"] / by[r]["a"]["cpu"]),
+    "wasm filter, cache off, CPU per request ÷ Envoy alone's": ("ax", lambda r: by[r]["x"]["cpu"] / by[r]["a"]["cpu"]),
+    "gRPC ext_authz → serve, requests/s ÷ Envoy alone's": ("ab", lambda r: by[r]["b"]["rps"] / by[r]["a"]["rps"]),
+    "HTTP ext_authz → serve, requests/s ÷ Envoy alone's": ("ac", lambda r: by[r]["c"]["rps"] / by[r]["a"]["rps"]),
+    "**wasm filter, requests/s ÷ Envoy alone's** (target 0.7, goal 0.85)": ("aw", lambda r: by[r]["w"]["rps"] / by[r]["a"]["rps"]),
+    "wasm filter, cache off, requests/s ÷ Envoy alone's": ("ax", lambda r: by[r]["x"]["rps"] / by[r]["a"]["rps"]),
+    "gRPC ÷ HTTP mode, requests/s": ("bc", lambda r: by[r]["b"]["rps"] / by[r]["c"]["rps"]),
+    "**wasm filter ÷ gRPC ext_authz → serve, requests/s** (target 2)": ("bw", lambda r: by[r]["w"]["rps"] / by[r]["b"]["rps"]),
+    "gRPC ext_authz → serve, CPU per request ÷ the wasm filter's": ("bw", lambda r: by[r]["b"]["cpu"] / by[r]["w"]["cpu"]),
+    "gRPC mode, serve's share of the CPU per request": ("b", lambda r: by[r]["b"]["serve"] / by[r]["b"]["cpu"]),
+    "the wasm filter's CPU per request over Envoy alone's, µs": ("aw", lambda r: by[r]["w"]["cpu"] - by[r]["a"]["cpu"]),
+    "the same with its cache off, µs": ("ax", lambda r: by[r]["x"]["cpu"] - by[r]["a"]["cpu"]),
 }
 print()
 print("| ratio, within each round (median of the rounds; range) | value |")
 print("| --- | ---: |")
-for name, f in ratios.items():
-    xs = [f(r) for r in by if all(v in by[r] for v in "abc")]
+for name, (needs, f) in ratios.items():
+    xs = [f(r) for r in by if all(v in by[r] for v in needs)]
     if xs:
         print(f"| {name} | {med(xs):.3f} ({min(xs):.3f}–{max(xs):.3f}) |")
+# The filter's targets, round by round.
+targets = [("w ≥ 0.7 × a, requests/s", "aw", lambda r: by[r]["w"]["rps"] >= 0.7 * by[r]["a"]["rps"]),
+           ("w ≥ 0.85 × a, requests/s (the goal)", "aw", lambda r: by[r]["w"]["rps"] >= 0.85 * by[r]["a"]["rps"]),
+           ("w ≥ 2 × b, requests/s", "bw", lambda r: by[r]["w"]["rps"] >= 2 * by[r]["b"]["rps"])]
+lines = []
+for name, needs, f in targets:
+    rounds = [r for r in by if all(v in by[r] for v in needs)]
+    if rounds:
+        met = sum(1 for r in rounds if f(r))
+        lines.append(f"{name}: met in {met} of {len(rounds)} rounds")
+if lines:
+    print()
+    print("targets: " + "; ".join(lines))
 PY
