@@ -7,7 +7,7 @@
 //! | file | public as | who asks | feature |
 //! | --- | --- | --- | --- |
 //! | `layer.rs` | [`crate::layer`] | tower servers (axum, hyper, tonic), `serve`'s `/verify` | `tower` |
-//! | `ext_authz.rs` | [`crate::ext_authz`] | Envoy, Istio, Contour: gRPC `ext_authz` | `ext-authz` |
+//! | `ext_authz.rs` | [`crate::ext_authz`] | Envoy, Istio, Contour: gRPC `ext_authz` (Envoy's messages in `ext_authz/pb.rs`) | `ext-authz` |
 //! | `spoe.rs` | [`crate::spoe`] | HAProxy: SPOE (SPOP frames in `spoe/frame.rs`) | `spoe` |
 //!
 //! The folder groups them for a reader of the source; each stays public at the crate's root,
