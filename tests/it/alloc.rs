@@ -1,32 +1,10 @@
-//! Verifying a valid token allocates nothing: a counting global allocator proves it.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! Verifying a valid token allocates nothing: the test binary's allocator counts the
+//! allocations of this test's thread (common/allocator.rs), whatever the other tests do.
 
 use apim_sas::chrono::{TimeDelta, TimeZone, Utc};
 use apim_sas::{Format, GatewayKey, KeyType, Policy, Signer, Verifier};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: defers to the system allocator; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use crate::common::allocator::allocations;
 
 #[test]
 fn verification_success_path_allocates_nothing() {
@@ -58,7 +36,7 @@ fn verification_success_path_allocates_nothing() {
     })
     .collect();
 
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = allocations();
     let mut seen = 0;
     for _ in 0..100 {
         for token in &tokens {
@@ -68,7 +46,7 @@ fn verification_success_path_allocates_nothing() {
             seen += verified.id().len();
         }
     }
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    let after = allocations();
     assert_eq!(seen, 100 * 4 * 2 * 3);
     assert_eq!(
         after - before,
@@ -77,10 +55,10 @@ fn verification_success_path_allocates_nothing() {
     );
 
     // The counter counts: a failure with a formatted message would show up (sanity check).
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = allocations();
     let _ = Signer::new("gw1", &primary)
         .unwrap()
         .sign(now, Format::Compact)
         .unwrap();
-    assert!(ALLOCATIONS.load(Ordering::SeqCst) > before);
+    assert!(allocations() > before);
 }

@@ -7,7 +7,7 @@
 //! anything but 2xx keeps the API unreached; under concurrent load every request is checked by
 //! serve itself (Caddy's forward_auth can send checks to the API over a kept connection); keys
 //! rotate under load without a failed request. The API behind Caddy is a small server
-//! (tests/common/upstream.rs) that records every request it gets.
+//! (tests/it/common/upstream.rs) that records every request it gets.
 //!
 //! Caddy must be at /usr/bin/caddy (`.ci/deps/caddy.sh` installs Debian's). Without it these tests
 //! fail under CI and are ignored elsewhere, saying so (build.rs: `skip_caddy`).
@@ -24,12 +24,11 @@ use apim_sas::chrono::{DateTime, TimeDelta, Utc};
 use apim_sas::{Format, GatewayKey, Signer};
 use serde_json::{json, Value};
 
-mod common;
-use common::http::{request, Conn, Reply};
-use common::markdown;
-use common::process::{free_port, Running};
-use common::serve::{write_private, Serve};
-use common::upstream::{read_request, Seen, Upstream};
+use crate::common::http::{request, Conn, Reply};
+use crate::common::markdown;
+use crate::common::process::{free_port, Running};
+use crate::common::serve::{write_private, Serve};
+use crate::common::upstream::{read_request, Seen, Upstream};
 
 const CADDY: &str = "/usr/bin/caddy";
 const EXAMPLE: &str = "examples/Caddyfile";

@@ -2,11 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::common::Run;
 use assert_cmd::Command;
-mod common;
-use common::Run;
 
-use common::{load, Vector};
+use crate::common::{load, Vector};
 use serde_json::Value;
 
 /// Appears in every key file these tests write; must appear in no output, error or warning.

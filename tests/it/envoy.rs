@@ -15,11 +15,9 @@
 //! Then what Envoy 1.40 itself does, pinned so that a later Envoy that differs fails here first:
 //! with a `CheckResponse`'s `append` and `append_action`, `headers_to_remove`, a denied
 //! response's status and headers, a Check that fails or times out (a scripted Check service,
-//! tests/envoy/stub.rs); with a repeated `Authorization`; and what each setting of the recipes
+//! tests/it/envoy/stub.rs); with a repeated `Authorization`; and what each setting of the recipes
 //! closes, shown by the copy that lacks it (failing open, no `header_mutation`, a route's
 //! `request_headers_to_remove`, underscore headers allowed or rejected).
-
-#![cfg(feature = "cli")]
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -33,17 +31,14 @@ use apim_sas::chrono::{DateTime, TimeDelta, Utc};
 use apim_sas::layer::{error_body, GatewayIdentity};
 use apim_sas::{header, Error, Format, GatewayKey, Keystore, Policy, Scheme, Signer, Verifier};
 
-mod common;
-#[path = "envoy/pinned.rs"]
 mod pinned;
-#[path = "envoy/stub.rs"]
 mod stub;
 
-use common::envoy::{h2_get, Envoy};
-use common::http::{request, Conn, Reply};
-use common::markdown;
-use common::serve::{Keys, Serve, ServeCommand};
-use common::upstream::{echoed, Seen, Upstream};
+use crate::common::envoy::{h2_get, Envoy};
+use crate::common::http::{request, Conn, Reply};
+use crate::common::markdown;
+use crate::common::serve::{Keys, Serve, ServeCommand};
+use crate::common::upstream::{echoed, Seen, Upstream};
 
 // ---------------------------------------------------------------------------------------------
 // Keys and tokens
@@ -889,7 +884,7 @@ fn keys_rotate_under_load_with_no_failed_request(stack: &Stack) {
 
     let probe = |token: &str| {
         Conn::open(stack.serve.addr)
-            .send(&common::http::authorized("/verify", token))
+            .send(&crate::common::http::authorized("/verify", token))
             .header("x-apim-key-type")
             .map(str::to_owned)
     };

@@ -15,9 +15,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_norway::Value;
 
-mod common;
-
-use common::markdown;
+use crate::common::markdown;
 
 /// The headers `serve` sets for the upstream: the verified identity.
 const IDENTITY: [&str; 4] = [

@@ -4,9 +4,8 @@
 
 use apim_sas::chrono::{DateTime, Utc};
 use apim_sas::{o_form, Format, GatewayKey, KeyType, Policy, Signer, UntrustedToken, Verifier};
-mod common;
 
-use common::{load, Vector};
+use crate::common::{load, Vector};
 
 fn instant(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)

@@ -24,9 +24,8 @@ use apim_sas::ext_authz::tonic;
 use apim_sas::{Format, GatewayKey, Signer};
 use serde_json::{json, Value};
 
-mod common;
-use common::http::{authorized, request, Reply};
-use common::serve::{Keys, Serve, ServeCommand};
+use crate::common::http::{authorized, request, Reply};
+use crate::common::serve::{Keys, Serve, ServeCommand};
 
 const NOW: &str = "2026-04-21T00:44:00Z";
 /// In every key these tests write; must never appear in a log line.
@@ -808,7 +807,7 @@ fn the_ext_authz_guides_snippets_parse_and_say_what_they_must() {
         listener,
         &["filter_chains", "0", "filters", "0", "typed_config"],
     );
-    // Which filters come before ext_authz, and what they remove, is tests/envoy_recipes.rs's.
+    // Which filters come before ext_authz, and what they remove, is tests/it/envoy_recipes.rs's.
     let filters = manager["http_filters"].as_sequence().unwrap();
     let authz = &filters
         .iter()

@@ -23,8 +23,7 @@ use apim_sas::ext_authz::envoy_types::pb::envoy::service::auth::v3::{
 use apim_sas::{Format, GatewayKey, Signer};
 use serde_json::{json, Value};
 
-mod common;
-use common::serve::Serve;
+use crate::common::serve::Serve;
 
 const NOW: &str = "2026-04-21T00:44:00Z";
 const KEY: &str = "sample-key-do-not-use-grpc-bounds";

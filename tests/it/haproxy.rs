@@ -28,13 +28,9 @@ use std::time::{Duration, Instant};
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
 use apim_sas::{Format, GatewayKey, Signer};
 
-#[allow(dead_code)] // the client's other uses are other tests'
-#[path = "common/http.rs"]
-mod http;
-#[path = "haproxy/spop.rs"]
 mod spop;
 
-use http::{request, Conn, Reply};
+use crate::common::http::{request, Conn, Reply};
 use spop::Peer;
 
 const HAPROXY: &str = "/usr/sbin/haproxy";

@@ -1,16 +1,14 @@
 //! Key hygiene: no key material in any Debug, Display, error or message; and none left behind in
 //! heap memory the crate frees.
 //!
-//! The second is checked by this test binary's global allocator: while armed, it scans every
-//! block being freed for a canary key's bytes and for the bytes of the HMAC states that key
-//! yields, computed here independently of the `hmac` crate (SHA-512's compression function over
-//! key ⊕ ipad and key ⊕ opad). A keyed state stored inline in a growing map or vector leaves an
-//! unwiped copy in the old block at every reallocation; that is what this catches.
+//! The second is checked by the test binary's global allocator (common/allocator.rs): while this
+//! test's thread has it armed, it scans every block the thread frees for a canary key's bytes and
+//! for the bytes of the HMAC states that key yields, computed here independently of the `hmac`
+//! crate (SHA-512's compression function over key ⊕ ipad and key ⊕ opad). A keyed state stored
+//! inline in a growing map or vector leaves an unwiped copy in the old block at every
+//! reallocation; that is what this catches.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 use apim_sas::chrono::{TimeDelta, TimeZone, Utc};
 use apim_sas::{
@@ -18,6 +16,8 @@ use apim_sas::{
     Verifier,
 };
 use zeroize::Zeroizing;
+
+use crate::common::allocator::{scan_frees, set_needles, take_found};
 
 const CANARY: &str = "CANARY-7d1e-never-print-me";
 
@@ -92,10 +92,10 @@ fn no_output_carries_the_key() {
     clean("key type error", format!("{err} {err:?}"));
 }
 
-// ---- The scanning allocator -------------------------------------------------------------------
+// ---- The scan of freed memory -----------------------------------------------------------------
 
-/// The key whose traces are searched for. Used by no other test in this binary, so that tests
-/// running alongside cannot trip the scan.
+/// The key whose traces are searched for. Used by no other test, so that nothing but this test
+/// can put it in a freed block.
 const WIPE_CANARY: &str = "hygiene-canary-5e3a91c47b20d86f";
 
 /// What the scan looks for: the key, the inner and outer SHA-512 states HMAC keys with it (the
@@ -108,51 +108,6 @@ const NEEDLE_NAMES: [&str; 5] = [
     "the key xor ipad block",
     "the key xor opad block",
 ];
-
-static NEEDLES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-static ARMED: AtomicBool = AtomicBool::new(false);
-static FOUND: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
-
-/// Hands out zeroed blocks from the system allocator and, while armed, counts the freed blocks
-/// that hold a needle. Reallocation is `GlobalAlloc`'s default (allocate, copy, free), so that
-/// every block left behind by a move passes through `dealloc`. The scan itself never allocates.
-struct Scanning;
-
-// SAFETY: every block comes from and returns to `System` with the caller's layout; `dealloc`
-// only reads the block (`layout.size()` bytes at `ptr`, which the caller still owns until
-// `System.dealloc` returns) before handing it back.
-unsafe impl GlobalAlloc for Scanning {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // Zeroed, so that every byte of a block has been written before the scan reads it.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if ARMED.load(Ordering::SeqCst) {
-            if let Some(needles) = NEEDLES.get() {
-                // SAFETY: `ptr` is a live block of `layout.size()` bytes (see above).
-                let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
-                for (needle, found) in needles.iter().zip(&FOUND) {
-                    if contains(block, needle) {
-                        found.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            }
-        }
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Scanning = Scanning;
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.first().is_some_and(|&first| {
-        haystack
-            .windows(needle.len())
-            .any(|w| w[0] == first && w == needle)
-    })
-}
 
 /// SHA-512's initial state (FIPS 180-4, 5.3.5).
 const SHA512_IV: [u64; 8] = [
@@ -191,10 +146,6 @@ fn needles(key: &[u8]) -> Vec<Vec<u8>> {
     ]
 }
 
-fn take_found() -> [usize; 5] {
-    std::array::from_fn(|i| FOUND[i].swap(0, Ordering::SeqCst))
-}
-
 /// A keystore text holding the canary, in memory that is wiped (the text is the caller's).
 fn store_text(parts: &[&str]) -> Zeroizing<String> {
     let mut text = Zeroizing::new(String::with_capacity(512));
@@ -206,11 +157,11 @@ fn store_text(parts: &[&str]) -> Zeroizing<String> {
 
 #[test]
 fn no_key_material_is_left_in_freed_memory() {
-    NEEDLES.get_or_init(|| needles(WIPE_CANARY.as_bytes()));
+    set_needles(|| needles(WIPE_CANARY.as_bytes()));
 
     // The scan can fail: an unwiped copy of the key, and keyed states stored inline in a vector
     // that grows, are found in the blocks they leave behind.
-    ARMED.store(true, Ordering::SeqCst);
+    scan_frees(true);
     drop(black_box(WIPE_CANARY.as_bytes().to_vec()));
     let mut inline = Vec::with_capacity(1);
     for _ in 0..4 {
@@ -226,7 +177,7 @@ fn no_key_material_is_left_in_freed_memory() {
             block.iter().map(|b| b ^ pad).collect::<Vec<u8>>(),
         ));
     }
-    ARMED.store(false, Ordering::SeqCst);
+    scan_frees(false);
     let found = take_found();
     for (name, count) in NEEDLE_NAMES.iter().zip(found) {
         assert!(count > 0, "the scan misses {name} in freed memory");
@@ -234,7 +185,7 @@ fn no_key_material_is_left_in_freed_memory() {
 
     // The crate's own life cycle: keys, signers, verifiers, keystores, built, cloned, grown,
     // used and dropped.
-    ARMED.store(true, Ordering::SeqCst);
+    scan_frees(true);
     {
         let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 0, 0).unwrap();
         let key = GatewayKey::new(WIPE_CANARY).unwrap();
@@ -334,10 +285,10 @@ fn no_key_material_is_left_in_freed_memory() {
         drop((cached, cached_copy));
         drop((key, other, json, toml, pair));
     }
-    ARMED.store(false, Ordering::SeqCst);
+    scan_frees(false);
     assert_eq!(
         take_found(),
-        [0; 5],
+        [0; NEEDLE_NAMES.len()],
         "freed blocks holding each of {NEEDLE_NAMES:?}"
     );
 }

@@ -17,9 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-mod common;
-
-use common::dockerfile::{build_stage, ignore_file_of, stages, Ignore};
+use crate::common::dockerfile::{build_stage, ignore_file_of, stages, Ignore};
 
 /// The Dockerfiles of the repository (`Dockerfile`, `NAME.Dockerfile`, `Dockerfile.NAME`),
 /// outside build output and Git's directory, sorted.

@@ -21,13 +21,11 @@ use std::time::Duration;
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
 use apim_sas::{Format, GatewayKey, Signer};
 
-mod common;
-
-use common::dockerfile::instructions;
-use common::markdown;
-use common::process::{free_port, Running};
-use common::serve::{write_private, Serve};
-use common::upstream::{Seen, Upstream};
+use crate::common::dockerfile::instructions;
+use crate::common::markdown;
+use crate::common::process::{free_port, Running};
+use crate::common::serve::{write_private, Serve};
+use crate::common::upstream::{Seen, Upstream};
 
 const NGINX: &str = "/usr/sbin/nginx";
 const NOW: &str = "2026-04-21T00:44:00Z";
@@ -598,7 +596,7 @@ fn the_sidecar_image_runs_apim_sas_alone_as_a_non_root_user() {
         fragment["securityContext"]["fsGroup"].as_u64(),
         Some(u64::from(ids[1]))
     );
-    common::kubernetes::assert_secret_volume_group_readable(&fragment);
+    crate::common::kubernetes::assert_secret_volume_group_readable(&fragment);
     assert_eq!(
         sidecar["resources"]["limits"]["memory"].as_str(),
         Some("64Mi")

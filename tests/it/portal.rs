@@ -5,7 +5,6 @@
 use apim_sas::chrono::{DateTime, Utc};
 use apim_sas::{GatewayKey, KeyType, Policy, Scheme, UntrustedToken, Verifier};
 use assert_cmd::Command;
-mod common;
 
 fn instant(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
@@ -22,7 +21,7 @@ fn portal(bare: &str, refresh: Option<&str>) -> String {
 
 #[test]
 fn every_golden_vector_verifies_in_the_portal_form() {
-    for v in common::load("tests/vectors/golden.json") {
+    for v in crate::common::load("tests/vectors/golden.json") {
         let key = GatewayKey::new(v.key.clone()).unwrap();
         let mut verifier = Verifier::new(Policy::new().with_max_lifetime(None));
         verifier.insert(&v.id, KeyType::Primary, &key).unwrap();

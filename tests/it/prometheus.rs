@@ -5,8 +5,7 @@
 use assert_cmd::Command;
 use serde_json::Value;
 
-mod common;
-use common::Run;
+use crate::common::Run;
 
 const NOW: &str = "2026-04-21T00:00:00Z";
 const METRIC: &str = "apim_sas_token_expiry_timestamp_seconds";

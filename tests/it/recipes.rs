@@ -6,7 +6,7 @@
 //! `/etc/systemd/system/`) passes `systemd-analyze verify`, and the `apim-sas` command lines in it
 //! parse; every Rust block is compiled as a doc test (from `src/lib.rs`); every link points to a
 //! file and a heading that exist; and the Dockerfile of the renewal job's image names files and
-//! stages that exist (tests/images.rs builds what it copies).
+//! stages that exist (tests/it/images.rs builds what it copies).
 //!
 //! The scheduled recipes run as their scheduler runs them, in a temporary directory standing for
 //! `/` with `apim-sas` in /usr/local/bin: the systemd timer's unit under systemd's environment
@@ -16,7 +16,7 @@
 //! script with a fake `kubectl` that keeps the Secret as an API server would, on a `PATH` that
 //! holds only what `examples/Dockerfile`'s final stage provides. One expiry-alert threshold, below
 //! renew's window, in every guide, every `--help` and the command's hint. The nginx blocks are
-//! held to `examples/` by `tests/nginx.rs`.
+//! held to `examples/` by `tests/it/nginx.rs`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,10 +25,8 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_norway::Value;
 
-mod common;
-
-use common::dockerfile::{instructions, Ignore};
-use common::markdown::{self, Block};
+use crate::common::dockerfile::{instructions, Ignore};
+use crate::common::markdown::{self, Block};
 
 fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     let mut at = value;
@@ -158,7 +156,7 @@ fn the_security_context_lets_a_non_root_job_read_its_key() {
     let group = pod["fsGroup"].as_u64().expect("fsGroup");
     assert_ne!(pod["runAsUser"].as_u64(), Some(0));
     assert_eq!(pod["runAsGroup"].as_u64(), Some(group));
-    common::kubernetes::assert_secret_volume_group_readable(&fragment);
+    crate::common::kubernetes::assert_secret_volume_group_readable(&fragment);
 }
 
 fn bin_dir() -> PathBuf {
@@ -364,7 +362,7 @@ fn the_dockerfile_names_what_exists() {
                 }
                 for source in sources {
                     // The build context is the repository root; the ignore file lets it through
-                    // (tests/images.rs builds what the stage copies).
+                    // (tests/it/images.rs builds what the stage copies).
                     assert!(Path::new(source).exists(), "COPY of missing {source}");
                     assert!(
                         !ignore.excludes(source.trim_end_matches('/')),
@@ -1812,7 +1810,8 @@ fn the_axum_example_prints_the_expiry_as_every_output_does() {
         .unwrap_or_else(|| panic!("{try_line}"))
         .0
         .to_owned();
-    let reply = common::http::Conn::open(addr).send(&common::http::authorized("/", &header));
+    let reply =
+        crate::common::http::Conn::open(addr).send(&crate::common::http::authorized("/", &header));
     let _ = child.kill();
     let _ = child.wait();
     let inspected: serde_json::Value =

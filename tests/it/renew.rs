@@ -12,8 +12,7 @@ use std::time::{Duration, SystemTime};
 use assert_cmd::Command;
 use serde_json::json;
 
-mod common;
-use common::Run;
+use crate::common::Run;
 
 /// Appears in every key file these tests write; must appear in no output.
 const CANARY: &str = "CANARY-KEY-7c1e-renew";
@@ -343,7 +342,7 @@ fn tokens_that_do_not_verify_are_invalid() {
     assert!(env.verifies(&token_in(&file), NOW));
 
     // Malformed: no readable token, so no previous expiry.
-    // (NUL bytes are binary, no token file: refused, see tests/renew_safety.rs.)
+    // (NUL bytes are binary, no token file: refused, see tests/it/renew_safety.rs.)
     for garbage in ["not a token", "gw1&2026&abc", "\u{1}\u{2}", "Bearer x"] {
         fs::write(&file, garbage).unwrap();
         assert_renewed(

@@ -12,8 +12,7 @@ use std::time::{Duration, SystemTime};
 use assert_cmd::Command;
 use serde_json::{json, Value};
 
-mod common;
-use common::Run;
+use crate::common::Run;
 
 /// Appears in every key these tests use; must appear in no output.
 const CANARY: &str = "CANARY-KEY-3f9b-hook";

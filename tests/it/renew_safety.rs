@@ -9,8 +9,6 @@
 //! Tests that need a second user run where the test runs as root and `/usr/bin/setpriv` exists
 //! (CI does); elsewhere they are ignored, saying so (build.rs: `skip_root`, `skip_setpriv`).
 
-#![cfg(unix)]
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
@@ -21,8 +19,7 @@ use assert_cmd::Command;
 use base64::Engine as _;
 use serde_json::json;
 
-mod common;
-use common::Run;
+use crate::common::Run;
 
 /// Appears in every key these tests write; must appear in no output.
 const CANARY: &str = "CANARY-KEY-91d4-safety";

@@ -16,8 +16,7 @@ use assert_cmd::Command;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-mod common;
-use common::Run;
+use crate::common::Run;
 
 /// Appears in every key file these tests write; must appear in no output and no file renew writes.
 const CANARY: &str = "CANARY-KEY-9d4e-secret";
@@ -31,11 +30,11 @@ const FIXTURE_TOKEN: &str = "gw1&202605210000&6E+dnHswGJy+6H804NkmPtzwU7hC/NVlLG
 /// `kubectl apply -f`, and read back with `kubectl get secret gw1-token -n apim -o json
 /// --show-managed-fields` (kubectl 1.31): 4-space indentation, keys in Go's sorted order, the
 /// last-applied-configuration annotation, uid, resourceVersion, managedFields.
-const APPLIED: &str = include_str!("k8s/gw1-token.json");
+const APPLIED: &str = include_str!("../k8s/gw1-token.json");
 /// `kubectl create secret generic gw1-token -n apim --from-literal=config.service.auth.key=…
 /// --from-literal=gateway-key=… --from-literal=value=…` (the same token under each key), read back
 /// the same way: no annotations at all.
-const CREATED: &str = include_str!("k8s/gw1-token-keys.json");
+const CREATED: &str = include_str!("../k8s/gw1-token-keys.json");
 const SECRET_KEYS: [&str; 3] = ["value", "gateway-key", "config.service.auth.key"];
 
 fn output(mut cmd: Command) -> Run {

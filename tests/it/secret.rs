@@ -7,8 +7,7 @@ use base64::Engine as _;
 use proptest::prelude::*;
 use serde_json::Value;
 
-mod common;
-use common::Run;
+use crate::common::Run;
 
 const NOW: &str = "2026-04-21T00:00:00Z";
 const KEY: &str = "sample-key-for-secret-tests";

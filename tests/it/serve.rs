@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
 use apim_sas::{Format, GatewayKey, Signer};
 
-mod common;
-use common::http::{authorized, request, Conn, Reply};
-use common::serve::{write_private, Keys, Serve, ServeCommand};
+use crate::common::http::{authorized, request, Conn, Reply};
+use crate::common::serve::{write_private, Keys, Serve, ServeCommand};
 
 const NOW: &str = "2026-04-21T00:44:00Z";
 /// In every key these tests write; must never appear in a log line.
@@ -557,7 +556,7 @@ fn a_connection_without_a_complete_head_is_closed_after_10_seconds_by_default() 
 #[test]
 fn readiness_waits_for_the_keys() {
     // Keys that are not there yet: a keystore read from stdin, which the test writes later. (A
-    // FIFO at the key file's path is refused without waiting: tests/serve_hostile.rs.)
+    // FIFO at the key file's path is refused without waiting: tests/it/serve_hostile.rs.)
     let mut server = serve(&["--keystore", "-"])
         .stdin_piped()
         .try_start()

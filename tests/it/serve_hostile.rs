@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
 use apim_sas::{Format, GatewayKey, Signer};
 
-mod common;
-use common::http::{authorized, request, Conn, Reply};
-use common::serve::{write_private, write_with_mode, Serve, ServeCommand};
-use common::wait_until;
+use crate::common::http::{authorized, request, Conn, Reply};
+use crate::common::serve::{write_private, write_with_mode, Serve, ServeCommand};
+use crate::common::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_apim-sas");
 const NOW: &str = "2026-04-21T00:44:00Z";

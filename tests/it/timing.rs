@@ -4,7 +4,7 @@
 //! Many interleaved samples (the order of the two classes shuffled in every round, so that drift
 //! and noise fall on both alike), compared with Welch's t-test; |t| must stay below 4.5 (the
 //! threshold dudect uses). Ignored by `cargo test` (it wants a release build and a quiet core);
-//! `.ci/run` runs it: `cargo test --release --test timing -- --ignored --nocapture`.
+//! `.ci/run` runs it: `cargo test --release --test it timing:: -- --ignored --nocapture`.
 
 use std::hint::black_box;
 use std::time::Instant;

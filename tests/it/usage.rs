@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
-mod common;
-use common::Run;
+use crate::common::Run;
 
 const NOW: &str = "2026-04-21T00:00:00Z";
 /// Sample keys, as the README's quick start uses them (public, never for a real gateway).
@@ -326,7 +325,7 @@ fn a_file_name_given_as_the_token_says_how_to_read_the_file() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     // A word that names no file gets no file hint (only the one for a word without '&', which
-    // is what the shell leaves of an unquoted token: tests/slips.rs).
+    // is what the shell leaves of an unquoted token: tests/it/slips.rs).
     let r = dir.run(&["inspect", "--output", "json", "nothing.txt"], "");
     assert_json_error(
         &r,

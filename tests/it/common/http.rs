@@ -76,6 +76,7 @@ impl Conn {
     }
 
     /// The reply to a `HEAD`: its `Content-Length` is what a `GET` would get, with no body.
+    #[allow(dead_code)] // nginx/tests/module.rs's: nginx/tests/common includes this file
     pub fn send_head(&mut self, request: &[u8]) -> Reply {
         self.stream.write_all(request).unwrap();
         self.read_reply_for(false).unwrap()

@@ -2,8 +2,7 @@
 //! real binary (`serve`), the programs beside it (`process`) and the API behind a gateway
 //! (`upstream`).
 
-#![allow(dead_code)] // each test crate uses its own part
-
+pub mod allocator;
 pub mod dockerfile;
 pub mod envoy;
 pub mod http;

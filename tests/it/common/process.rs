@@ -33,19 +33,9 @@ impl Running {
         self.0.id()
     }
 
-    /// `kill -NAME` its pid.
-    #[track_caller]
-    pub fn signal(&self, name: &str) {
-        signal(self.pid(), name);
-    }
-
     /// How it exited, if it has.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         self.0.try_wait().unwrap()
-    }
-
-    pub fn alive(&mut self) -> bool {
-        matches!(self.0.try_wait(), Ok(None))
     }
 
     /// Waits (10 s) until `addr`, where it listens, takes a connection; `log()` says why not.

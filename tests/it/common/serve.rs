@@ -367,22 +367,6 @@ impl Serve {
         );
     }
 
-    /// The address of its `listening on SCHEME://` line (`spop` for `--spoe-listen`), once
-    /// logged (within 20 s).
-    #[track_caller]
-    pub fn listening(&self, scheme: &str) -> SocketAddr {
-        let mut addr = None;
-        wait_until(
-            Duration::from_secs(20),
-            || {
-                addr = listening_addr(&self.log(), scheme);
-                addr.is_some()
-            },
-            || format!("never listening on {scheme}:\n{}", self.log()),
-        );
-        addr.unwrap()
-    }
-
     /// Waits (10 s) until `/readyz` answers 200.
     #[track_caller]
     pub fn await_ready(&self) {

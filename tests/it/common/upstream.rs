@@ -126,11 +126,6 @@ impl Upstream {
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
-
-    /// Forgets the requests seen so far.
-    pub fn clear(&self) {
-        self.seen.lock().unwrap().clear();
-    }
 }
 
 /// One request from a kept-alive connection: its line, its headers, a body of its

@@ -1,6 +1,6 @@
 //! What Envoy 1.40 itself does, pinned against the real binary so that a later Envoy that
 //! behaves differently fails a test instead of a user: with each part of a `CheckResponse` (a
-//! scripted Check service, tests/envoy/stub.rs, behind the gRPC recipe), and without each of the
+//! scripted Check service, tests/it/envoy/stub.rs, behind the gRPC recipe), and without each of the
 //! settings the recipes insist on (copies of the recipes, each lacking one).
 
 use super::*;

@@ -1,7 +1,8 @@
 //! A scripted `envoy.service.auth.v3.Authorization/Check` service, for pinning what Envoy itself
-//! does with each part of a `CheckResponse` (tests/envoy.rs, item 3 of its brief): `serve` answers
-//! one way only, so the fields it does not use, and the errors it never makes, come from here. The
-//! client picks the answer with its `x-case` header, which Envoy passes in the `CheckRequest`.
+//! does with each part of a `CheckResponse` (tests/it/envoy.rs, item 3 of its brief): `serve`
+//! answers one way only, so the fields it does not use, and the errors it never makes, come from
+//! here. The client picks the answer with its `x-case` header, which Envoy passes in the
+//! `CheckRequest`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
