@@ -24,7 +24,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ChildStdin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
@@ -37,6 +37,7 @@ mod stub;
 use crate::common::envoy::{h2_get, Envoy};
 use crate::common::http::{request, Conn, Reply};
 use crate::common::markdown;
+use crate::common::one_at_a_time;
 use crate::common::serve::{Keys, Serve, ServeCommand};
 use crate::common::upstream::{echoed, Seen, Upstream};
 
@@ -288,13 +289,6 @@ impl Recipe {
             Mode::Http => Duration::from_millis(250),
         }
     }
-}
-
-/// Held by each test while its Envoy runs: one at a time, so that the recipes' Check timeouts
-/// (0.25 s in HTTP mode) measure `serve`, not the other tests' Envoys on a 2-core machine.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static ONE: Mutex<()> = Mutex::new(());
-    ONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One recipe running: the upstream, `serve`, and Envoy in front.

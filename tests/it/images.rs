@@ -18,6 +18,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::common::dockerfile::{build_stage, ignore_file_of, stages, Ignore};
+use crate::common::one_at_a_time;
 
 /// The Dockerfiles of the repository (`Dockerfile`, `NAME.Dockerfile`, `Dockerfile.NAME`),
 /// outside build output and Git's directory, sorted.
@@ -84,6 +85,7 @@ type Files = Vec<(String, Vec<u8>)>;
 
 #[test]
 fn every_dockerfile_builds_from_exactly_what_its_build_stage_copies() {
+    let _one = one_at_a_time(); // its cargo build takes both cores
     let repository = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dockerfiles = dockerfiles(repository);
     assert!(dockerfiles.len() >= 2, "{dockerfiles:?}");

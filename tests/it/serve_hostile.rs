@@ -11,7 +11,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
@@ -19,18 +18,12 @@ use apim_sas::{Format, GatewayKey, Signer};
 
 use crate::common::http::{authorized, request, Conn, Reply};
 use crate::common::serve::{write_private, write_with_mode, Serve, ServeCommand};
-use crate::common::wait_until;
+use crate::common::{one_at_a_time, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_apim-sas");
 const NOW: &str = "2026-04-21T00:44:00Z";
 /// In every key these tests write; must never appear in a log line.
 const CANARY: &str = "CANARY-hostile-7c2a-never-log-me";
-
-/// One test at a time: the timing bounds are for the service, not for the other tests.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn key(name: &str) -> String {
     format!("{CANARY}-{name}")
@@ -164,7 +157,7 @@ fn answers_within(server: &Serve, req: &[u8], status: u16, within: Duration) -> 
     ignore = "mkfifo is not installed: apt-get install -y coreutils"
 )]
 fn key_files_that_block_never_stall_reloads() {
-    let _serial = serial();
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo.json");
     mkfifo(&fifo);
@@ -461,7 +454,7 @@ const PIPELINED: usize = 1024;
 /// 1024` serve raises its soft limit of open files to the hard one.
 #[test]
 fn serve_raises_its_soft_limit_of_open_files_to_the_hard_one() {
-    let _serial = serial();
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keystore.json");
     write_private(&path, &keystore("p1"));
@@ -488,7 +481,7 @@ fn serve_raises_its_soft_limit_of_open_files_to_the_hard_one() {
               connections need"
 )]
 fn bounded_connections() {
-    let _serial = serial();
+    let _one = one_at_a_time();
     assert!(
         have("python3"),
         "python3 is not installed: .ci/run installs it; elsewhere, rebuild the tests (touch \
@@ -656,7 +649,7 @@ fn samples(metrics: &str, name: &str) -> Vec<(String, f64)> {
 /// requests are answered within 1 s. What it did write, read at the end, is whole JSON lines.
 #[test]
 fn a_stalled_stderr_never_blocks_requests() {
-    let _serial = serial();
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keystore.json");
     write_private(&path, &keystore("p1"));
@@ -946,7 +939,7 @@ fn hostile_requests(addr: SocketAddr) -> Vec<(String, String, Vec<String>)> {
 /// `--log-format text` the characters are written as `\u{XXXX}`.
 #[test]
 fn json_logs_are_one_record_per_line_for_every_reader() {
-    let _serial = serial();
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let keys_dir = dir.path().join("keys\u{2028}\u{85}\u{202e}\u{1b}dir");
     std::fs::create_dir(&keys_dir).unwrap();
@@ -1173,7 +1166,7 @@ fn half_close_tries(
 /// written), and a valid `/verify` its 200 with the gateway header, 400 of 400.
 #[test]
 fn half_closed_clients_get_their_answer() {
-    let _serial = serial();
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keystore.json");
     write_private(&path, &keystore("p1"));

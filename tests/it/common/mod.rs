@@ -13,6 +13,7 @@ pub mod process;
 pub mod serve;
 pub mod upstream;
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -86,4 +87,15 @@ pub fn wait_until(within: Duration, mut done: impl FnMut() -> bool, what: impl F
         assert!(Instant::now() < deadline, "{}", what());
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Held by the tests that must not overlap one another: serve_hostile's and envoy's recipes,
+/// whose time bounds are for the service and not for the other tests' load, and images', whose
+/// cargo build takes both cores for half a minute. Each of the first two files used to keep its
+/// own tests apart with a lock of its own, which in one process lets the files overlap; one lock
+/// keeps them all apart, each beside at most one lighter test (`cargo test` runs two at a time
+/// on two cores).
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::new(());
+    ONE.lock().unwrap_or_else(PoisonError::into_inner)
 }
