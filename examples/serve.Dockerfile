@@ -12,7 +12,7 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 # What the workspace's manifests name: the package (its build script, and the directories of the
 # targets Cargo.toml lists: benches, examples, tests) and the nginx module's manifest and sources,
-# a workspace member Cargo loads but `cargo install --path .` does not build. tests/images.rs
+# a workspace member Cargo loads but `cargo install --path .` does not build. tests/it/images.rs
 # builds exactly these files, offline.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
