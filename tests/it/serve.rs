@@ -16,6 +16,7 @@ use apim_sas::{Format, GatewayKey, Signer};
 
 use crate::common::http::{authorized, request, Conn, Reply};
 use crate::common::serve::{write_private, Keys, Serve, ServeCommand};
+use crate::common::wait_until;
 
 const NOW: &str = "2026-04-21T00:44:00Z";
 /// In every key these tests write; must never appear in a log line.
@@ -323,8 +324,13 @@ fn verify_answers_200_with_who_it_was_and_401_with_the_code() {
         "{loaded_at} vs {unix_now}"
     );
 
-    // One log line per refusal, with code, target and path; never a token, never a key.
-    server.wait_log("TokenExpired", Duration::from_secs(5));
+    // One log line per refusal, with code, target and path; never a token, never a key. The
+    // lines are written off the request path, so they may trail the answers: wait for all seven.
+    wait_until(
+        Duration::from_secs(5),
+        || server.log().matches(" refused ").count() >= 7,
+        || format!("fewer than 7 refusals logged:\n{}", server.log()),
+    );
     let log = server.log();
     assert!(
         log.contains(r#"refused code="SignatureMismatch" target="signature" path="/verify""#),
