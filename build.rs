@@ -19,28 +19,28 @@ use std::process::{Command, Stdio};
 
 /// Every cfg this script may emit, all declared for `check-cfg`.
 const SKIPS: [&str; 19] = [
-    "skip_bash",            // tests/completions.rs
-    "skip_bash_completion", // tests/completions.rs (/usr/share/bash-completion/bash_completion)
-    "skip_fish",            // tests/completions.rs
-    "skip_zsh",             // tests/completions.rs
-    "skip_man",             // tests/docs.rs (man-db)
-    "skip_nginx",           // tests/nginx.rs (/usr/sbin/nginx)
-    "skip_haproxy",         // tests/haproxy.rs (/usr/sbin/haproxy, from .ci/deps/haproxy.sh)
-    "skip_caddy",           // tests/caddy.rs (/usr/bin/caddy, from .ci/deps/caddy.sh)
-    "skip_root",            // tests/renew.rs, tests/renew_safety.rs: the tests are not root
-    "skip_setpriv",         // tests/renew.rs, tests/renew_safety.rs (/usr/bin/setpriv)
-    "skip_chattr",          // tests/renew.rs: `chattr +i` works in the temporary directory
-    "skip_k8s_validate",    // tests/renew_secret.rs (kubernetes-validate)
-    "skip_grpc_venv",       // tests/grpc.rs (target/grpc-venv from .ci/deps/grpc.sh)
-    "skip_envoy",           // tests/envoy.rs (target/envoy-venv from .ci/deps/envoy.sh)
-    "skip_wasm",            // tests/envoy_wasm.rs: a Rust for wasm32 (.ci/deps/wasm.sh)
-    "skip_python3",         // tests/serve_hostile.rs
-    "skip_mkfifo",          // tests/serve_hostile.rs
-    "skip_nofile",          // tests/serve_hostile.rs: a hard limit of open files under 1,200
-    "skip_systemd_analyze", // for tests/recipes.rs (systemd's systemd-analyze)
+    "skip_bash",            // tests/it/completions.rs
+    "skip_bash_completion", // tests/it/completions.rs (/usr/share/bash-completion/bash_completion)
+    "skip_fish",            // tests/it/completions.rs
+    "skip_zsh",             // tests/it/completions.rs
+    "skip_man",             // tests/it/docs.rs (man-db)
+    "skip_nginx",           // tests/it/nginx.rs (/usr/sbin/nginx)
+    "skip_haproxy",         // tests/it/haproxy.rs (/usr/sbin/haproxy, from .ci/deps/haproxy.sh)
+    "skip_caddy",           // tests/it/caddy.rs (/usr/bin/caddy, from .ci/deps/caddy.sh)
+    "skip_root",            // tests/it/renew.rs, tests/it/renew_safety.rs: the tests are not root
+    "skip_setpriv",         // tests/it/renew.rs, tests/it/renew_safety.rs (/usr/bin/setpriv)
+    "skip_chattr",          // tests/it/renew.rs: `chattr +i` works in the temporary directory
+    "skip_k8s_validate",    // tests/it/renew_secret.rs (kubernetes-validate)
+    "skip_grpc_venv",       // tests/it/grpc.rs (target/grpc-venv from .ci/deps/grpc.sh)
+    "skip_envoy",           // tests/it/envoy.rs (target/envoy-venv from .ci/deps/envoy.sh)
+    "skip_wasm",            // tests/it/envoy_wasm.rs: a Rust for wasm32 (.ci/deps/wasm.sh)
+    "skip_python3",         // tests/it/serve_hostile.rs
+    "skip_mkfifo",          // tests/it/serve_hostile.rs
+    "skip_nofile",          // tests/it/serve_hostile.rs: a hard limit of open files under 1,200
+    "skip_systemd_analyze", // for tests/it/recipes.rs (systemd's systemd-analyze)
 ];
 
-/// The hard limit of open files tests/serve_hostile.rs needs (1,100 held connections and 100).
+/// The hard limit of open files tests/it/serve_hostile.rs needs (1,100 held connections and 100).
 const NOFILE: u64 = 1200;
 
 fn main() {

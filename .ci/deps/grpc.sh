@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The independent gRPC client of tests/grpc.rs: Python's grpcio with Envoy's own protos as
+# The independent gRPC client of tests/it/grpc.rs: Python's grpcio with Envoy's own protos as
 # published on PyPI (xds-protos) and the standard health client, in target/grpc-venv; and the raw
-# HTTP/2 client (h2, with its hpack and hyperframe) with which tests/grpc_bounds.rs floods serve.
+# HTTP/2 client (h2, with its hpack and hyperframe) with which tests/it/grpc_bounds.rs floods serve.
 # Idempotent: a venv that already holds these exact versions is left as it is. The tests that use
 # it are ignored (build.rs: skip_grpc_venv) until this has run.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What tests/haproxy.rs and benches/haproxy.sh need: Debian's haproxy (2.6 on Debian 12), the
+# What tests/it/haproxy.rs and benches/haproxy.sh need: Debian's haproxy (2.6 on Debian 12), the
 # HAProxy that the examples are written for, and wrk for the benchmark. Installed only when
 # missing; the tests start their own haproxy on free ports, beside any the package started.
 set -euo pipefail

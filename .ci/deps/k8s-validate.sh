@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# kubernetes-validate (PyPI, offline schemas) for the Secrets renew writes (tests/renew_secret.rs),
-# in target/ci-venv. Idempotent: an installed one is left as it is.
+# kubernetes-validate (PyPI, offline schemas) for the Secrets renew writes
+# (tests/it/renew_secret.rs), in target/ci-venv. Idempotent: an installed one is left as it is.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

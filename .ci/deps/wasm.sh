@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A Rust that builds for wasm32, for the Envoy filter (wasm/build.sh) and its tests
-# (tests/envoy_wasm.rs): nothing when rustup already has the wasm32-wasip1 target; otherwise
+# (tests/it/envoy_wasm.rs): nothing when rustup already has the wasm32-wasip1 target; otherwise
 # Debian 12's Rust for Firefox and Chromium from bookworm-security (rustc-web and cargo-web 1.96,
 # rust-web-src: the standard library's source, which wasm/build.sh builds for
 # wasm32-unknown-unknown; rust-web-llvm: rust-lld, which links it, with the lld it points at).

@@ -1,6 +1,6 @@
 //! `apim-sas completions`: a shell completion script, made by clap_complete from the command as
 //! clap describes it, with three repairs so that every subcommand's flags and every value list
-//! complete (`tests/completions.rs` runs the real shells' completion engines on the result):
+//! complete (`tests/it/completions.rs` runs the real shells' completion engines on the result):
 //!
 //! - bash: clap_complete spells the state names of a hyphenated binary two ways (the dispatch
 //!   loop says `apim__sas__subcmd__mint`, the case arms `apim__subcmd__sas__subcmd__mint`), so

@@ -30,7 +30,7 @@
 //! OVERWRITE_IF_EXISTS_OR_ADD`. Envoy reads only `append` for ext_authz's upstream headers: a
 //! false or absent `append` sets the header, replacing every value the client sent, and `true`
 //! joins them (`client,server`); Envoy 1.40 ignores `append_action` there (pinned against the
-//! real binary by the repository's `tests/envoy/pinned.rs`). So `append: false` is what
+//! real binary by the repository's `tests/it/envoy/pinned.rs`). So `append: false` is what
 //! overwrites; the `append_action` says the same to any implementation that reads only the newer
 //! field.
 //!

@@ -3,7 +3,7 @@
 
 Python's grpcio with the `envoy.service.auth.v3` messages of the `xds-protos` package (generated
 from Envoy's data-plane API, as Envoy itself uses them) and the standard `grpc.health.v1` client
-of `grpcio-health-checking`. tests/grpc.rs runs it with the venv that .ci/deps/grpc.sh makes:
+of `grpcio-health-checking`. tests/it/grpc.rs runs it with the venv that .ci/deps/grpc.sh makes:
 
     bash .ci/deps/grpc.sh
     target/grpc-venv/bin/python tests/grpc/check.py ADDR:PORT < spec.json

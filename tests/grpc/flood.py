@@ -3,7 +3,8 @@
 finish it, on connections kept alive with PINGs and WINDOW_UPDATEs.
 
 Python's `h2` (the HTTP/2 state machine alone, no gRPC library: every frame is this script's
-choice) on plain sockets, installed with grpcio by .ci/deps/grpc.sh. tests/grpc_bounds.rs runs it:
+choice) on plain sockets, installed with grpcio by .ci/deps/grpc.sh. tests/it/grpc_bounds.rs runs
+it:
 
     target/grpc-venv/bin/python tests/grpc/flood.py ADDR:PORT < spec.json
 

@@ -4,7 +4,7 @@
 //! it received.
 #![allow(dead_code)]
 
-#[path = "../../../tests/common/http.rs"]
+#[path = "../../../tests/it/common/http.rs"]
 pub mod http;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -77,7 +77,7 @@ pub(super) struct Limits {
 
 /// The default of `--max-connections`: far above what a gateway keeps open to its neighbour
 /// (nginx's `keepalive 16`), and with hyper's buffers about 25 KiB each at most
-/// (`tests/serve_hostile.rs` prints the figure) within a 64 MiB sidecar's memory.
+/// (`tests/it/serve_hostile.rs` prints the figure) within a 64 MiB sidecar's memory.
 pub(super) const DEFAULT_MAX_CONNECTIONS: usize = 2048;
 
 /// File descriptors kept free of connections: the listener, the key file, stdio, the runtime.

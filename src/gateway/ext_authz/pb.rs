@@ -34,7 +34,7 @@
 //! These types replace the `envoy-types` crate, which this crate used to re-export: its generated
 //! code covers the whole of Envoy's API and was the longest step of the `apim-sas` command's
 //! build. The wire format is held to Envoy's own protos by the repository's tests, with Python's
-//! protobuf and PyPI's `xds-protos` (generated from them): `tests/grpc.rs` against `serve`, and
+//! protobuf and PyPI's `xds-protos` (generated from them): `tests/it/grpc.rs` against `serve`, and
 //! the golden bytes of this module's tests and of `ext_authz`'s.
 
 use std::collections::HashMap;
