@@ -36,6 +36,7 @@ mod stub;
 
 use crate::common::envoy::{h2_get, Envoy};
 use crate::common::http::{request, Conn, Reply};
+use crate::common::identity::{apim_headers, borrowed, spoofs_h1, spoofs_h2, IDENTITY};
 use crate::common::markdown;
 use crate::common::one_at_a_time;
 use crate::common::serve::{Keys, Serve, ServeCommand};
@@ -43,14 +44,6 @@ use crate::common::upstream::{echoed, Seen, Upstream};
 
 // ---------------------------------------------------------------------------------------------
 // Keys and tokens
-
-/// The four headers `serve` sets for the upstream.
-const IDENTITY: [&str; 4] = [
-    "x-apim-gateway-id",
-    "x-apim-key-type",
-    "x-apim-token-expiry",
-    "x-apim-token-format",
-];
 
 fn key(name: &str) -> String {
     format!("envoy-test-key-{name}-4f1d0c")
@@ -369,23 +362,6 @@ impl Stack {
 // ---------------------------------------------------------------------------------------------
 // What must come out
 
-/// The headers of a request that CGI-style backends (which read `_` as `-`, in any case) would
-/// take for one of the four: every name that starts with `x-apim` once so read.
-fn apim_headers(seen: &Seen) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = seen
-        .headers
-        .iter()
-        .filter(|(n, _)| {
-            n.to_ascii_lowercase()
-                .replace('_', "-")
-                .starts_with("x-apim")
-        })
-        .cloned()
-        .collect();
-    found.sort();
-    found
-}
-
 /// A `200` from the upstream that got the request with exactly the four verified headers, spelled
 /// as `serve` spells them, once each, and the client's `Authorization` as it was sent.
 #[track_caller]
@@ -449,71 +425,6 @@ fn assert_failed_closed(reply: &Reply, what: &str) {
         matches!(reply.header("content-length"), Some("0") | None),
         "{what}: {reply:?}"
     );
-}
-
-/// Every spelling of the four names a client may try, as HTTP/1.1 header lines: the name as
-/// `serve` sends it, in title and upper case, with underscores for some or all of its dashes, and
-/// given twice. Values say which spelling they came in.
-fn spoofs_h1() -> Vec<Vec<(String, String)>> {
-    let mut spellings = Vec::new();
-    for name in IDENTITY {
-        let title: String = name
-            .split('-')
-            .map(|part| {
-                let mut chars = part.chars();
-                let first = chars.next().unwrap().to_ascii_uppercase();
-                std::iter::once(first).chain(chars).collect::<String>()
-            })
-            .collect::<Vec<_>>()
-            .join("-");
-        let forms = [
-            name.to_owned(),
-            title.clone(),
-            name.to_ascii_uppercase(),
-            name.replace('-', "_"),
-            title.replace('-', "_"),
-            name.to_ascii_uppercase().replace('-', "_"),
-            name.replacen("-apim-", "-apim_", 1),
-            name.replacen("x-", "x_", 1),
-        ];
-        for (i, form) in forms.iter().enumerate() {
-            spellings.push(vec![(form.clone(), format!("spoofed-{i}"))]);
-        }
-        spellings.push(vec![
-            (name.to_owned(), "spoofed-first".to_owned()),
-            (name.to_owned(), "spoofed-second".to_owned()),
-        ]);
-        spellings.push(vec![
-            (name.to_owned(), "spoofed-dash".to_owned()),
-            (name.replace('-', "_"), "spoofed-underscore".to_owned()),
-        ]);
-    }
-    spellings
-}
-
-/// The spellings HTTP/2 allows (names in lower case): as sent, with underscores, given twice.
-fn spoofs_h2() -> Vec<(String, String)> {
-    IDENTITY
-        .iter()
-        .flat_map(|name| {
-            [
-                (name.to_string(), "spoofed-h2".to_owned()),
-                (name.to_string(), "spoofed-h2-again".to_owned()),
-                (name.replace('-', "_"), "spoofed-h2-underscore".to_owned()),
-                (
-                    name.replacen("-apim-", "-apim_", 1),
-                    "spoofed-h2-mixed".to_owned(),
-                ),
-            ]
-        })
-        .collect()
-}
-
-fn borrowed(headers: &[(String, String)]) -> Vec<(&str, &str)> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect()
 }
 
 /// Every spelling of every name, in one request.

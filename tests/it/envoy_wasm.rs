@@ -39,22 +39,15 @@ use apim_sas::{
 };
 use serde_norway::Value;
 
-use crate::common::envoy::h2_get;
+use crate::common::envoy::{h2_get, random};
 use crate::common::http::{request, Conn, Reply};
+use crate::common::identity::{apim_headers, borrowed, spoofs_h1, spoofs_h2, IDENTITY};
 use crate::common::one_at_a_time;
 use crate::common::process::free_port;
 use crate::common::serve::Serve;
-use crate::common::upstream::{echoed, Seen, Upstream};
+use crate::common::upstream::{echoed, Upstream};
 
 const EXAMPLE: &str = "examples/envoy-wasm.yaml";
-
-/// The four headers the filter sets for the upstream.
-const IDENTITY: [&str; 4] = [
-    "x-apim-gateway-id",
-    "x-apim-key-type",
-    "x-apim-token-expiry",
-    "x-apim-token-format",
-];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -263,19 +256,6 @@ impl Ports {
             _dir: dir,
         }
     }
-}
-
-/// A random value, from the standard library's randomly keyed hasher.
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    hasher.finish()
 }
 
 /// One Envoy (and its hot-restarted successors), each run with the configuration as given (its
@@ -489,22 +469,6 @@ impl Stack {
 // ---------------------------------------------------------------------------------------------
 // What must come out
 
-/// The headers a backend could take for one of the four (CGI reads `_` as `-`, in any case).
-fn apim_headers(seen: &Seen) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = seen
-        .headers
-        .iter()
-        .filter(|(n, _)| {
-            n.to_ascii_lowercase()
-                .replace('_', "-")
-                .starts_with("x-apim")
-        })
-        .cloned()
-        .collect();
-    found.sort();
-    found
-}
-
 /// A `200` from the upstream that got the request with exactly the four verified headers, once
 /// each, and `header` as the client sent it.
 #[track_caller]
@@ -580,70 +544,6 @@ fn assert_as_serve(reply: &Reply, serve: &Reply, what: &str) {
     for name in ["www-authenticate", "content-type"] {
         assert_eq!(values(reply, name), values(serve, name), "{what}: {name}");
     }
-}
-
-/// Every spelling of the four names a client may try over HTTP/1.1: as the filter sends it, in
-/// title and upper case, with underscores for some or all of its dashes, and given twice.
-fn spoofs_h1() -> Vec<Vec<(String, String)>> {
-    let mut spellings = Vec::new();
-    for name in IDENTITY {
-        let title: String = name
-            .split('-')
-            .map(|part| {
-                let mut chars = part.chars();
-                let first = chars.next().unwrap().to_ascii_uppercase();
-                std::iter::once(first).chain(chars).collect::<String>()
-            })
-            .collect::<Vec<_>>()
-            .join("-");
-        let forms = [
-            name.to_owned(),
-            title.clone(),
-            name.to_ascii_uppercase(),
-            name.replace('-', "_"),
-            title.replace('-', "_"),
-            name.to_ascii_uppercase().replace('-', "_"),
-            name.replacen("-apim-", "-apim_", 1),
-            name.replacen("x-", "x_", 1),
-        ];
-        for (i, form) in forms.iter().enumerate() {
-            spellings.push(vec![(form.clone(), format!("spoofed-{i}"))]);
-        }
-        spellings.push(vec![
-            (name.to_owned(), "spoofed-first".to_owned()),
-            (name.to_owned(), "spoofed-second".to_owned()),
-        ]);
-        spellings.push(vec![
-            (name.to_owned(), "spoofed-dash".to_owned()),
-            (name.replace('-', "_"), "spoofed-underscore".to_owned()),
-        ]);
-    }
-    spellings
-}
-
-/// The spellings HTTP/2 allows (names in lower case): as sent, with underscores, given twice.
-fn spoofs_h2() -> Vec<(String, String)> {
-    IDENTITY
-        .iter()
-        .flat_map(|name| {
-            [
-                (name.to_string(), "spoofed-h2".to_owned()),
-                (name.to_string(), "spoofed-h2-again".to_owned()),
-                (name.replace('-', "_"), "spoofed-h2-underscore".to_owned()),
-                (
-                    name.replacen("-apim-", "-apim_", 1),
-                    "spoofed-h2-mixed".to_owned(),
-                ),
-            ]
-        })
-        .collect()
-}
-
-fn borrowed(headers: &[(String, String)]) -> Vec<(&str, &str)> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect()
 }
 
 /// The refused `Authorization` values: what the client sends (none, one value, or the header

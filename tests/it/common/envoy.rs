@@ -60,7 +60,7 @@ pub fn binary() -> &'static Path {
 }
 
 /// A random value, from the standard library's randomly keyed hasher.
-fn random() -> u64 {
+pub fn random() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u128(
         std::time::SystemTime::now()

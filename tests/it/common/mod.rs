@@ -6,6 +6,7 @@ pub mod allocator;
 pub mod dockerfile;
 pub mod envoy;
 pub mod http;
+pub mod identity;
 pub mod kubernetes;
 pub mod markdown;
 pub mod process;
