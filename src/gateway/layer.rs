@@ -320,7 +320,13 @@ impl Config {
 }
 
 fn challenge(kind: ErrorKind) -> Option<HeaderValue> {
-    HeaderValue::try_from(format!("SharedAccessSignature error=\"{}\"", kind.as_str())).ok()
+    HeaderValue::try_from(challenge_text(kind)).ok()
+}
+
+/// The `WWW-Authenticate` value of a refusal of `kind`, `SharedAccessSignature error="<Code>"`,
+/// as the layer, ext_authz, `serve` and the Envoy filter send it.
+pub fn challenge_text(kind: ErrorKind) -> String {
+    format!("SharedAccessSignature error=\"{}\"", kind.as_str())
 }
 
 /// A tower [`Layer`] that verifies each request's token; see the [module docs](self).

@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use apim_sas::chrono::{DateTime, Utc};
-use apim_sas::layer::{error_body, GatewayIdentity};
+use apim_sas::layer::{challenge_text, error_body, GatewayIdentity};
 use apim_sas::{header, Error};
 
 use crate::config::{is_identity_spelling, Plugin};
@@ -62,10 +62,7 @@ impl Refusal {
         Refusal {
             status: 401,
             headers: [
-                (
-                    "www-authenticate",
-                    format!("SharedAccessSignature error=\"{}\"", error.code()),
-                ),
+                ("www-authenticate", challenge_text(error.kind())),
                 ("content-type", "application/json".to_owned()),
             ],
             body: error_body(error).to_vec(),
