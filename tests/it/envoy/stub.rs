@@ -65,11 +65,11 @@ pub fn denied(
 ) -> CheckResponse {
     CheckResponse {
         status: status(code),
-        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-            status: (http_status != 0).then_some(HttpStatus { code: http_status }),
+        http_response: Some(HttpResponse::DeniedResponse(refusal(
+            http_status,
             headers,
-            body: body.to_owned(),
-        })),
+            body,
+        ))),
     }
 }
 
@@ -82,11 +82,20 @@ pub fn error_response(
 ) -> CheckResponse {
     CheckResponse {
         status: status(code),
-        http_response: Some(HttpResponse::ErrorResponse(DeniedHttpResponse {
-            status: (http_status != 0).then_some(HttpStatus { code: http_status }),
+        http_response: Some(HttpResponse::ErrorResponse(refusal(
+            http_status,
             headers,
-            body: body.to_owned(),
-        })),
+            body,
+        ))),
+    }
+}
+
+/// The answer to the client both carry (HTTP status 0: none set).
+fn refusal(http_status: i32, headers: Vec<HeaderValueOption>, body: &str) -> DeniedHttpResponse {
+    DeniedHttpResponse {
+        status: (http_status != 0).then_some(HttpStatus { code: http_status }),
+        headers,
+        body: body.to_owned(),
     }
 }
 
