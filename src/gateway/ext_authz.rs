@@ -410,12 +410,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_layers_headers_clock_and_observer_are_the_services() {
-        use crate::layer::Verification;
+    /// A verifier holding gw1's sample primary key, a fixed `now`, and a token of gw1 valid a day
+    /// past it.
+    fn gw1_and_a_token() -> (crate::Verifier, chrono::DateTime<chrono::Utc>, String) {
         use crate::{Format, GatewayKey, KeyType, Policy, Signer, Verifier};
         use chrono::{TimeDelta, TimeZone, Utc};
-        use std::sync::{Arc, Mutex};
 
         let key = GatewayKey::new("sample-key-do-not-use").unwrap();
         let mut verifier = Verifier::new(Policy::default());
@@ -426,6 +425,15 @@ mod tests {
             .sign(now + TimeDelta::days(1), Format::Compact)
             .unwrap()
             .to_string();
+        (verifier, now, token)
+    }
+
+    #[test]
+    fn a_layers_headers_clock_and_observer_are_the_services() {
+        use crate::layer::Verification;
+        use std::sync::{Arc, Mutex};
+
+        let (verifier, now, token) = gw1_and_a_token();
         let seen: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
         let log = Arc::clone(&seen);
         let layer = VerifyLayer::new(SharedVerifier::new(verifier))
@@ -603,19 +611,9 @@ mod tests {
 
     #[test]
     fn the_answers_are_encoded_byte_for_byte_as_envoys_protos_encode_them() {
-        use crate::{Format, GatewayKey, KeyType, Policy, Signer, Verifier};
-        use chrono::{TimeDelta, TimeZone, Utc};
         use prost::Message as _;
 
-        let key = GatewayKey::new("sample-key-do-not-use").unwrap();
-        let mut verifier = Verifier::new(Policy::default());
-        verifier.insert("gw1", KeyType::Primary, &key).unwrap();
-        let now = Utc.with_ymd_and_hms(2026, 4, 21, 0, 44, 0).unwrap();
-        let token = Signer::new("gw1", &key)
-            .unwrap()
-            .sign(now + TimeDelta::days(1), Format::Compact)
-            .unwrap()
-            .to_string();
+        let (verifier, now, token) = gw1_and_a_token();
         let authz =
             ExtAuthz::from(VerifyLayer::new(SharedVerifier::new(verifier)).with_clock(move || now));
         let allowed = authz.check_response(&request(&[("authorization", &token)], None));
