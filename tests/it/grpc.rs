@@ -558,7 +558,7 @@ fn a_custom_header_list_is_read_in_order_and_in_any_case() {
     );
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -575,7 +575,7 @@ async fn client(addr: SocketAddr) -> AuthorizationClient<tonic::transport::Chann
     AuthorizationClient::new(channel)
 }
 
-fn check_request(headers: &[(&str, &str)]) -> CheckRequest {
+pub(crate) fn check_request(headers: &[(&str, &str)]) -> CheckRequest {
     CheckRequest {
         attributes: Some(AttributeContext {
             request: Some(attribute_context::Request {

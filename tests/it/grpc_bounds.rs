@@ -16,14 +16,14 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
-use apim_sas::ext_authz::pb::{
-    attribute_context, AttributeContext, AuthorizationClient, CheckRequest, HttpResponse,
-};
+use apim_sas::ext_authz::pb::{AuthorizationClient, HttpResponse};
 use apim_sas::ext_authz::tonic;
 use apim_sas::{Format, GatewayKey, Signer};
 use serde_json::{json, Value};
 
 use crate::common::serve::Serve;
+// The Check a client sends, and the runtime it runs on, as tests/it/grpc.rs builds them.
+use crate::grpc::{check_request, runtime};
 
 const NOW: &str = "2026-04-21T00:44:00Z";
 const KEY: &str = "sample-key-do-not-use-grpc-bounds";
@@ -96,32 +96,6 @@ fn valid_check(server: &Serve, rt: &tokio::runtime::Runtime) -> Duration {
         "not let through"
     );
     took
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn check_request(headers: &[(&str, &str)]) -> CheckRequest {
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(attribute_context::Request {
-                http: Some(attribute_context::HttpRequest {
-                    method: "GET".into(),
-                    path: "/orders/7".into(),
-                    headers: headers
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                        .collect(),
-                    ..Default::default()
-                }),
-            }),
-        }),
-    }
 }
 
 /// The venv .ci/deps/grpc.sh makes, with `h2` in it (a venv made before h2 was pinned lacks it).
