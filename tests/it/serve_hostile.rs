@@ -579,7 +579,7 @@ fn bounded_connections() {
             "max_connections {max} under 512 files"
         );
     }
-    // A hundred beyond the cap (the listen backlog is 128), one request each: those beyond the
+    // A hundred beyond the cap (the listen backlog is 1,024), one request each: those beyond the
     // cap are not read until accepted.
     let beyond = max.unwrap_or(448) + 100;
     let (holder, held) = Holder::hold(server.addr, beyond, 1).unwrap();
@@ -621,6 +621,63 @@ fn bounded_connections() {
         waited.elapsed()
     );
     answers_within(&server, &good, 200, RESPONSIVE);
+    assert_eq!(count_log(&server, "accept failed"), 0, "{}", server.log());
+}
+
+/// A burst of new connections that serve does not accept at once (here it is stopped with
+/// SIGSTOP; a busy accept loop is the same to the kernel): the kernel completes and queues up to
+/// serve's listen backlog, 1,024. Under the 128 that `TcpListener::bind` asks for, the 130th
+/// client's SYN was dropped and its connection made a second later, when the SYN was sent again.
+/// Once continued, serve answers every queued connection.
+#[test]
+fn a_burst_of_connections_waits_in_the_backlog_and_is_answered() {
+    const BURST: usize = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keystore.json");
+    write_private(&path, &keystore("p1"));
+    let server = serve(&["--keystore", path.to_str().unwrap()]).start();
+    server.signal("STOP");
+    let mut queued = Vec::with_capacity(BURST);
+    for n in 1..=BURST {
+        // A dropped SYN is sent again after 1 s: a connection not made within half of that was
+        // not queued.
+        match TcpStream::connect_timeout(&server.addr, Duration::from_millis(500)) {
+            Ok(stream) => queued.push(stream),
+            Err(e) => panic!("connection {n} of a burst of {BURST} to a stopped serve: {e}"),
+        }
+    }
+    server.signal("CONT");
+    let healthz = request("GET", "/healthz", &[]);
+    for stream in &mut queued {
+        stream.write_all(&healthz).unwrap();
+    }
+    for (n, stream) in queued.iter_mut().enumerate() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 512];
+        while !answer.ends_with(b"ok\n") {
+            match stream.read(&mut buf) {
+                Ok(0) => panic!(
+                    "connection {} closed: {:?}",
+                    n + 1,
+                    String::from_utf8_lossy(&answer)
+                ),
+                Ok(read) => answer.extend_from_slice(&buf[..read]),
+                Err(e) => panic!(
+                    "connection {}: {e} after {:?}",
+                    n + 1,
+                    String::from_utf8_lossy(&answer)
+                ),
+            }
+        }
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
     assert_eq!(count_log(&server, "accept failed"), 0, "{}", server.log());
 }
 

@@ -32,7 +32,7 @@ use apim_sas::spoe::Agent;
 use apim_sas::{ErrorKind, Verifier};
 use clap::{Args, ValueEnum};
 use http::header::HeaderName;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, Semaphore};
 use tracing::info;
 use tracing_appender::non_blocking::ErrorCounter;
@@ -295,9 +295,9 @@ async fn serve(settings: Settings, log_queue: Option<ErrorCounter>) -> Result<u8
     let terminated = terminated();
     tokio::pin!(terminated);
 
-    let (listener, addr) = bind("listen", settings.listen).await?;
+    let (listener, addr) = bind("listen", settings.listen)?;
     let spoe_listener = match settings.spoe_listen {
-        Some(spoe_listen) => Some(bind("spoe-listen", spoe_listen).await?),
+        Some(spoe_listen) => Some(bind("spoe-listen", spoe_listen)?),
         None => None,
     };
 
@@ -420,10 +420,25 @@ async fn serve(settings: Settings, log_queue: Option<ErrorCounter>) -> Result<u8
     Ok(0)
 }
 
+/// Connections the kernel completes and queues for `accept` while serve is busy with others. A
+/// burst of new connections (a gateway's workers all reconnecting after a restart) waits here
+/// instead of having its SYNs dropped once the queue is full, each retried only a second later.
+/// Linux caps it at `net.core.somaxconn` (4,096 since Linux 5.4, 128 before). The 128 that
+/// `TcpListener::bind` asks for filled within a few milliseconds of such a burst.
+const BACKLOG: u32 = 1024;
+
 /// A listener on `addr` (given by `--{flag}`), and the address it got.
-async fn bind(flag: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Failure> {
+fn bind(flag: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Failure> {
     let cannot = |e: std::io::Error| invalid(flag, format!("--{flag} {addr}: cannot listen: {e}"));
-    let listener = TcpListener::bind(addr).await.map_err(cannot)?;
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(cannot)?;
+    // As `TcpListener::bind`: a restarted serve binds while its old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(cannot)?;
+    socket.bind(addr).map_err(cannot)?;
+    let listener = socket.listen(BACKLOG).map_err(cannot)?;
     let bound = listener.local_addr().map_err(cannot)?;
     Ok((listener, bound))
 }
