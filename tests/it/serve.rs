@@ -1341,7 +1341,7 @@ fn memory_stays_flat(requests: usize) {
 
 #[test]
 fn memory_stays_flat_over_many_requests() {
-    memory_stays_flat(80_000);
+    memory_stays_flat(40_000);
 }
 
 /// The million-request run (`.ci/run` runs it in release).

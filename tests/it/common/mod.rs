@@ -90,12 +90,12 @@ pub fn wait_until(within: Duration, mut done: impl FnMut() -> bool, what: impl F
     }
 }
 
-/// Held by the tests that must not overlap one another: serve_hostile's, envoy's recipes and
-/// envoy_wasm's Envoys, whose time bounds are for the service and not for the other tests' load,
-/// and images', whose cargo build takes both cores for half a minute. Each of the first two files
-/// used to keep its own tests apart with a lock of its own, which in one process lets the files
-/// overlap; one lock keeps them all apart, each beside at most one lighter test (`cargo test`
-/// runs two at a time on two cores).
+/// Held by the tests that must not overlap one another: serve_hostile's with time bounds, envoy's
+/// recipes and envoy_wasm's Envoys, whose time bounds are for the service and not for the other
+/// tests' load, and images', whose cargo build takes both cores. Each of the first two files used
+/// to keep its own tests apart with a lock of its own, which in one process lets the files
+/// overlap; one lock keeps them all apart, each beside lighter tests only (six run at a time:
+/// .cargo/config.toml).
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     static ONE: Mutex<()> = Mutex::new(());
     ONE.lock().unwrap_or_else(PoisonError::into_inner)
