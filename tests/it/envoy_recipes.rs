@@ -18,7 +18,8 @@
 //! underscore headers dropped or refused all the same, as in every recipe; no route disabling the
 //! filter; the router last; and its keys from the environment (`keystore_env`, named in
 //! `vm_config.environment_variables.host_env_keys`), never written into Envoy's configuration,
-//! where the admin interface's `/config_dump` would show them.
+//! where the admin interface's `/config_dump` would show them. The filter's Istio `WasmPlugin` and
+//! Envoy Gateway `EnvoyExtensionPolicy` are held to the same in their own terms.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -780,4 +781,237 @@ fn istio_contour_and_envoy_gateway_say_the_same_in_their_own_terms() {
         let removed = identity_named_under(&route.value, "remove");
         assert!(removed.is_empty(), "{}: removes {removed:?}", route.at);
     }
+}
+
+/// Whether `url` (a `WasmPlugin`'s `url`, an `EnvoyExtensionPolicy`'s image or HTTP URL) names the
+/// apim-sas filter.
+fn names_the_filter(url: &str) -> bool {
+    url.contains("apim-sas") || url.contains("apim_sas")
+}
+
+/// Whether some container named `container` in the `kind` documents of `namespace` (a
+/// `Deployment`'s pod template, or an `EnvoyProxy`'s Envoy container, as `containers` finds them)
+/// takes `variable` from a Secret (`valueFrom.secretKeyRef`), never as a literal `value`.
+fn variable_from_a_secret(
+    documents: &[&Document],
+    containers: &dyn Fn(&Value) -> Vec<Value>,
+    variable: &str,
+) -> bool {
+    documents.iter().any(|d| {
+        containers(&d.value).iter().any(|container| {
+            container["env"].as_sequence().is_some_and(|env| {
+                env.iter().any(|e| {
+                    str_at(e, &["name"]) == Some(variable)
+                        && e.get("value").is_none()
+                        && str_at(e, &["valueFrom", "secretKeyRef", "key"]).is_some()
+                })
+            })
+        })
+    })
+}
+
+/// What is wrong with the Istio `WasmPlugin`s and Envoy Gateway `EnvoyExtensionPolicy`s among
+/// `documents` that load the filter, and how many of each there are. Each must fail closed
+/// (`failStrategy` `FAIL_CLOSE`, its default, or `FAIL_RELOAD`; `failOpen` false), run before
+/// Istio's own authentication and authorization (`phase: AUTHN`, so that an
+/// `AuthorizationPolicy` matching `x-apim-gateway-id` sees the verified value), take its keys from
+/// a variable of the proxy's own environment (`keystore_env`; Istio's `valueFrom: HOST`, Envoy
+/// Gateway's `env.hostKeys`), never inline (Istio's `INLINE`, the default, and the plugin's own
+/// `keystore` write the keys into the configuration pushed to every proxy), give that variable to
+/// the proxy from a Secret, and (Envoy Gateway) name the Gateway, so that no route behind it is
+/// left out.
+fn wasm_platform_problems(documents: &[Document]) -> (Vec<String>, usize, usize) {
+    let mut problems = Vec::new();
+    let deployments = of_kind(documents, "Deployment");
+    let proxies = of_kind(documents, "EnvoyProxy");
+    let keystore_variable = |at: &str, config: &Value, problems: &mut Vec<String>| {
+        if config.get("keystore").is_some() {
+            problems.push(format!("{at}: keys inline in the plugin configuration"));
+        }
+        let variable = str_at(config, &["keystore_env"]).map(str::to_owned);
+        if variable.is_none() {
+            problems.push(format!("{at}: no keystore_env"));
+        }
+        variable
+    };
+    let plugins: Vec<&Document> = of_kind(documents, "WasmPlugin")
+        .into_iter()
+        .filter(|p| str_at(&p.value, &["spec", "url"]).is_some_and(names_the_filter))
+        .collect();
+    for plugin in &plugins {
+        let (at, spec) = (&plugin.at, &plugin.value["spec"]);
+        match str_at(spec, &["failStrategy"]) {
+            None | Some("FAIL_CLOSE" | "FAIL_RELOAD") => {}
+            Some(other) => problems.push(format!("{at}: failStrategy {other}")),
+        }
+        if str_at(spec, &["phase"]) != Some("AUTHN") {
+            problems.push(format!("{at}: not in phase AUTHN"));
+        }
+        let Some(variable) = keystore_variable(at, &spec["pluginConfig"], &mut problems) else {
+            continue;
+        };
+        let from_host = spec["vmConfig"]["env"].as_sequence().is_some_and(|env| {
+            env.iter().any(|e| {
+                str_at(e, &["name"]) == Some(variable.as_str())
+                    && str_at(e, &["valueFrom"]) == Some("HOST")
+            })
+        });
+        if !from_host {
+            problems.push(format!(
+                "{at}: {variable} is not passed to the VM with valueFrom: HOST"
+            ));
+        }
+        let namespace = str_at(&plugin.value, &["metadata", "namespace"]);
+        let selector = &spec["selector"]["matchLabels"];
+        let workloads: Vec<&Document> = deployments
+            .iter()
+            .filter(|d| {
+                str_at(&d.value, &["metadata", "namespace"]) == namespace
+                    && selector.as_mapping().is_some_and(|labels| {
+                        labels.iter().all(|(k, v)| {
+                            d.value["spec"]["template"]["metadata"]["labels"].get(k) == Some(v)
+                        })
+                    })
+            })
+            .copied()
+            .collect();
+        let sidecar = |deployment: &Value| -> Vec<Value> {
+            deployment["spec"]["template"]["spec"]["containers"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter(|c| str_at(c, &["name"]) == Some("istio-proxy"))
+                .cloned()
+                .collect()
+        };
+        if !variable_from_a_secret(&workloads, &sidecar, &variable) {
+            problems.push(format!(
+                "{at}: no selected workload's istio-proxy container takes {variable} from a Secret"
+            ));
+        }
+    }
+    let mut policies = 0;
+    for policy in of_kind(documents, "EnvoyExtensionPolicy") {
+        let (at, spec) = (&policy.at, &policy.value["spec"]);
+        for wasm in spec["wasm"].as_sequence().into_iter().flatten() {
+            let url = str_at(wasm, &["code", "image", "url"])
+                .or_else(|| str_at(wasm, &["code", "http", "url"]));
+            if !url.is_some_and(names_the_filter) {
+                continue;
+            }
+            policies += 1;
+            if wasm["failOpen"].as_bool() == Some(true) {
+                problems.push(format!("{at}: failOpen true"));
+            }
+            let targets = spec["targetRefs"].as_sequence();
+            if !targets.is_some_and(|t| {
+                !t.is_empty() && t.iter().all(|t| str_at(t, &["kind"]) == Some("Gateway"))
+            }) {
+                problems.push(format!("{at}: does not name Gateways alone"));
+            }
+            let Some(variable) = keystore_variable(at, &wasm["config"], &mut problems) else {
+                continue;
+            };
+            if !names(wasm["env"].get("hostKeys")).contains(variable.as_str()) {
+                problems.push(format!("{at}: {variable} is not in env.hostKeys"));
+            }
+            let envoy = |proxy: &Value| -> Vec<Value> {
+                let container =
+                    &proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"];
+                vec![container.clone()]
+            };
+            if !variable_from_a_secret(&proxies, &envoy, &variable) {
+                problems.push(format!(
+                    "{at}: no EnvoyProxy gives the Envoy container {variable} from a Secret"
+                ));
+            }
+        }
+    }
+    (problems, plugins.len(), policies)
+}
+
+#[test]
+fn the_filters_kubernetes_recipes_fail_closed_and_keep_keys_out_of_the_configuration() {
+    let documents = markdown_documents();
+    let (problems, plugins, policies) = wasm_platform_problems(&documents);
+    assert_eq!(problems, Vec::<String>::new());
+    assert!(
+        plugins >= 1 && policies >= 1,
+        "{plugins} WasmPlugin and {policies} EnvoyExtensionPolicy found in the docs"
+    );
+
+    // Each property broken on its own, in a copy of the guide's documents, is reported.
+    let guide: Vec<Document> = documents
+        .into_iter()
+        .filter(|d| d.at.starts_with("docs/envoy-wasm.md"))
+        .collect();
+    let broken = |why: &str, kind: &str, change: &dyn Fn(&mut Value)| {
+        let mut copy: Vec<Document> = guide
+            .iter()
+            .map(|d| Document {
+                at: d.at.clone(),
+                value: d.value.clone(),
+            })
+            .collect();
+        let document = copy
+            .iter_mut()
+            .find(|d| d.value.get("kind").and_then(Value::as_str) == Some(kind))
+            .unwrap_or_else(|| panic!("docs/envoy-wasm.md has no {kind}"));
+        change(&mut document.value);
+        assert!(
+            !wasm_platform_problems(&copy).0.is_empty(),
+            "not reported: {why}"
+        );
+    };
+    broken("Istio failing open", "WasmPlugin", &|p| {
+        p["spec"]["failStrategy"] = "FAIL_OPEN".into();
+    });
+    broken("Istio's default phase", "WasmPlugin", &|p| {
+        p["spec"].as_mapping_mut().unwrap().remove("phase");
+    });
+    broken("keys inline in Istio's pluginConfig", "WasmPlugin", &|p| {
+        p["spec"]["pluginConfig"]["keystore"] = "{}".into();
+    });
+    broken("the variable given INLINE", "WasmPlugin", &|p| {
+        p["spec"]["vmConfig"]["env"][0]["valueFrom"] = "INLINE".into();
+    });
+    broken(
+        "the sidecar's variable written as a value",
+        "Deployment",
+        &|d| {
+            let sidecar = &mut d["spec"]["template"]["spec"]["containers"][1]["env"][0];
+            sidecar["value"] = "{}".into();
+            sidecar.as_mapping_mut().unwrap().remove("valueFrom");
+        },
+    );
+    broken("Envoy Gateway failing open", "EnvoyExtensionPolicy", &|p| {
+        p["spec"]["wasm"][0]["failOpen"] = Value::Bool(true);
+    });
+    broken("one HTTPRoute named", "EnvoyExtensionPolicy", &|p| {
+        p["spec"]["targetRefs"][0]["kind"] = "HTTPRoute".into();
+    });
+    broken(
+        "keys inline in Envoy Gateway's config",
+        "EnvoyExtensionPolicy",
+        &|p| {
+            p["spec"]["wasm"][0]["config"]["keystore"] = "{}".into();
+        },
+    );
+    broken(
+        "the variable not in hostKeys",
+        "EnvoyExtensionPolicy",
+        &|p| {
+            p["spec"]["wasm"][0]["env"]["hostKeys"] = Value::Sequence(vec!["OTHER".into()]);
+        },
+    );
+    broken(
+        "the Envoy container's variable as a value",
+        "EnvoyProxy",
+        &|p| {
+            let env =
+                &mut p["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]["env"][0];
+            env["value"] = "{}".into();
+            env.as_mapping_mut().unwrap().remove("valueFrom");
+        },
+    );
 }
