@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
 use apim_sas::{Format, GatewayKey, Signer};
 
-use crate::common::http::{authorized, request, Conn, Reply};
+use crate::common::http::{authorized, read_some, request, Conn, Reply};
 use crate::common::serve::{write_private, write_with_mode, Serve, ServeCommand};
 use crate::common::{one_at_a_time, wait_until};
 
@@ -662,7 +662,7 @@ fn a_burst_of_connections_waits_in_the_backlog_and_is_answered() {
         let mut answer = Vec::new();
         let mut buf = [0u8; 512];
         while !answer.ends_with(b"ok\n") {
-            match stream.read(&mut buf) {
+            match read_some(stream, &mut buf) {
                 Ok(0) => panic!(
                     "connection {} closed: {:?}",
                     n + 1,

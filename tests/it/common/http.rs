@@ -105,7 +105,7 @@ impl Conn {
                     false => 0,
                 };
                 while self.buf.len() < end + 4 + length {
-                    let n = self.stream.read(&mut chunk)?;
+                    let n = read_some(&mut self.stream, &mut chunk)?;
                     if n == 0 {
                         return Err(std::io::ErrorKind::UnexpectedEof.into());
                     }
@@ -119,7 +119,7 @@ impl Conn {
                     body,
                 });
             }
-            let n = self.stream.read(&mut chunk)?;
+            let n = read_some(&mut self.stream, &mut chunk)?;
             if n == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
@@ -131,13 +131,25 @@ impl Conn {
     pub fn closed_within(&mut self, within: Duration) -> bool {
         self.stream.set_read_timeout(Some(within)).unwrap();
         let mut byte = [0u8; 1];
-        match self.stream.read(&mut byte) {
+        match read_some(&mut self.stream, &mut byte) {
             Ok(0) => true,
             Ok(_) => false,
             Err(e) => !matches!(
                 e.kind(),
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ),
+        }
+    }
+}
+
+/// `read`, again when a signal interrupted it. A socket with a read timeout (these all have one)
+/// gets `EINTR` even when the signal's handler asked for `SA_RESTART` (signal(7)), seen in CI as
+/// a request failing with "Interrupted system call" while other tests ran beside it.
+pub fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            read => return read,
         }
     }
 }
