@@ -31,6 +31,7 @@ use apim_sas::{Format, GatewayKey, Signer};
 mod spop;
 
 use crate::common::http::{request, Conn, Reply};
+use crate::common::ports::free_port;
 use spop::Peer;
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
@@ -97,14 +98,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn now() -> DateTime<Utc> {

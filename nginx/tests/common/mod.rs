@@ -6,8 +6,10 @@
 
 #[path = "../../../tests/it/common/http.rs"]
 pub mod http;
+#[path = "../../../tests/it/common/ports.rs"]
+pub mod ports;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -74,13 +76,7 @@ pub fn module() -> PathBuf {
     path
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use ports::free_port;
 
 /// The upstream's answer: every header the module's variables fill in, and what the client
 /// sent as `Authorization`.

@@ -9,6 +9,7 @@ pub mod http;
 pub mod identity;
 pub mod kubernetes;
 pub mod markdown;
+pub mod ports;
 pub mod process;
 #[cfg(feature = "cli")]
 pub mod serve;

@@ -1,18 +1,11 @@
 //! The other programs the tests run beside serve (a gateway: nginx, Caddy, HAProxy), and the
 //! free ports they are given.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-/// A port free on 127.0.0.1 when asked, for a program that cannot be given port 0.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::ports::free_port;
 
 /// `kill -NAME PID`, which must succeed.
 #[track_caller]
