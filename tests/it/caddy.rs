@@ -21,13 +21,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
-use apim_sas::{Format, GatewayKey, Signer};
-use serde_json::{json, Value};
+use apim_sas::Format;
+use serde_json::Value;
 
 use crate::common::http::{request, Conn, Reply};
 use crate::common::markdown;
 use crate::common::process::{free_port, Running};
 use crate::common::serve::{write_private, Serve};
+use crate::common::tokens::TestKeys;
 use crate::common::upstream::{read_request, Seen, Upstream};
 
 const CADDY: &str = "/usr/bin/caddy";
@@ -51,34 +52,20 @@ fn now() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn key(name: &str) -> String {
-    format!("{CANARY}-{name}")
-}
+const KEYS: TestKeys = TestKeys::new(CANARY, "");
 
-/// A token for gateway `id` signed with `key(key_name)`, expiring `ttl` after NOW.
+/// A token for gateway `id` signed with `KEYS.key(key_name)`, expiring `ttl` after NOW.
 fn token(id: &str, key_name: &str, format: Format, ttl: TimeDelta) -> String {
-    Signer::new(id, &GatewayKey::new(key(key_name)).unwrap())
-        .unwrap()
-        .sign(now() + ttl, format)
-        .unwrap()
-        .to_string()
+    KEYS.sign(id, key_name, format, now() + ttl)
 }
 
 fn day_token(id: &str, key_name: &str) -> String {
     token(id, key_name, Format::Compact, TimeDelta::days(1))
 }
 
-/// `{"id": {"primary": key(p), "secondary": key(s)}, …}`.
+/// `{"id": {"primary": KEYS.key(p), "secondary": KEYS.key(s)}, …}`.
 fn keystore(gateways: &[(&str, &str, Option<&str>)]) -> String {
-    let mut store = serde_json::Map::new();
-    for (id, p, s) in gateways {
-        let mut pair = json!({ "primary": key(p) });
-        if let Some(s) = s {
-            pair["secondary"] = json!(key(s));
-        }
-        store.insert((*id).to_owned(), pair);
-    }
-    Value::Object(store).to_string()
+    KEYS.keystore(gateways)
 }
 
 /// The two gateways most tests use: gw1 with both keys, gw2 with its primary.

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
-use apim_sas::layer::{error_body, GatewayIdentity};
-use apim_sas::{header, Error, Format, GatewayKey, Keystore, Policy, Scheme, Signer, Verifier};
+use apim_sas::layer::error_body;
+use apim_sas::{header, Error, Format, Scheme};
 
 mod pinned;
 mod stub;
@@ -40,81 +40,30 @@ use crate::common::identity::{apim_headers, borrowed, spoofs_h1, spoofs_h2, IDEN
 use crate::common::markdown;
 use crate::common::one_at_a_time;
 use crate::common::serve::{Keys, Serve, ServeCommand};
+use crate::common::tokens::{in_a_day, TestKeys, Verdicts};
 use crate::common::upstream::{echoed, Seen, Upstream};
 
 // ---------------------------------------------------------------------------------------------
 // Keys and tokens
 
-fn key(name: &str) -> String {
-    format!("envoy-test-key-{name}-4f1d0c")
-}
+const KEYS: TestKeys = TestKeys::new("envoy-test-key", "-4f1d0c");
 
-/// The keystore: gw1 with both keys, gw2 with a primary only, and `rot`, whose keys generation
-/// `g` of a rotation replaces (primary `rot{g}`, secondary `rot{g-1}`).
+/// gw1 with both keys, gw2 with a primary only, and `rot` at `generation` of a rotation.
 fn keystore(generation: usize) -> String {
-    serde_json::json!({
-        "gw1": { "primary": key("p1"), "secondary": key("s1") },
-        "gw2": { "primary": key("p2") },
-        "rot": {
-            "primary": key(&format!("rot{generation}")),
-            "secondary": key(&format!("rot{}", generation.wrapping_sub(1))),
-        },
-    })
-    .to_string()
+    KEYS.rotation_keystore(generation)
 }
 
-/// A token of gateway `id` signed with `key(key_name)`, expiring at `expiry`.
 fn sign(id: &str, key_name: &str, format: Format, expiry: DateTime<Utc>) -> String {
-    Signer::new(id, &GatewayKey::new(key(key_name)).unwrap())
-        .unwrap()
-        .sign(expiry, format)
-        .unwrap()
-        .to_string()
-}
-
-fn in_a_day() -> DateTime<Utc> {
-    Utc::now() + TimeDelta::days(1) + TimeDelta::milliseconds(500)
+    KEYS.sign(id, key_name, format, expiry)
 }
 
 fn day_token(id: &str, key_name: &str) -> String {
     sign(id, key_name, Format::Compact, in_a_day())
 }
 
-/// The library's verdicts on the keystore `serve` reads: what the upstream and the client must
-/// see, worked out by the crate itself.
-struct Verdicts {
-    verifier: Verifier,
-}
-
-impl Verdicts {
-    fn new() -> Verdicts {
-        Verdicts {
-            verifier: Keystore::from_json(&keystore(0))
-                .unwrap()
-                .verifier(Policy::default())
-                .unwrap(),
-        }
-    }
-
-    /// The four `x-apim-*` headers of a valid token, lower case, in `serve`'s order.
-    fn identity(&self, token: &str) -> Vec<(String, String)> {
-        let verified = self
-            .verifier
-            .verify(token, Utc::now())
-            .unwrap_or_else(|e| panic!("{token}: {e}"));
-        GatewayIdentity::from(verified)
-            .headers()
-            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
-            .collect()
-    }
-
-    /// Why the library refuses a token header's value.
-    fn refusal(&self, token: &str) -> Error {
-        match self.verifier.verify(token, Utc::now()) {
-            Ok(_) => panic!("{token} is valid"),
-            Err(e) => e,
-        }
-    }
+/// The library's verdicts on the keystore `serve` reads.
+fn verdicts() -> Verdicts {
+    Verdicts::new(&keystore(0))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,7 +260,7 @@ impl Stack {
             serve,
             envoy,
             front,
-            verdicts: Verdicts::new(),
+            verdicts: verdicts(),
         }
     }
 

@@ -33,10 +33,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
-use apim_sas::layer::{error_body, GatewayIdentity};
-use apim_sas::{
-    header, Error, Format, GatewayKey, KeyType, Keystore, Policy, Scheme, Signer, Verifier,
-};
+use apim_sas::layer::error_body;
+use apim_sas::{header, Error, Format, KeyType, Policy, Scheme};
 use serde_norway::Value;
 
 use crate::common::envoy::{h2_get, random};
@@ -45,6 +43,7 @@ use crate::common::identity::{apim_headers, borrowed, spoofs_h1, spoofs_h2, IDEN
 use crate::common::one_at_a_time;
 use crate::common::process::free_port;
 use crate::common::serve::Serve;
+use crate::common::tokens::{in_a_day, TestKeys, Verdicts};
 use crate::common::upstream::{echoed, Upstream};
 
 const EXAMPLE: &str = "examples/envoy-wasm.yaml";
@@ -90,34 +89,15 @@ fn filter() -> &'static Path {
 // ---------------------------------------------------------------------------------------------
 // Keys and tokens
 
-fn key(name: &str) -> String {
-    format!("wasm-test-key-{name}-9c2e71")
-}
+const KEYS: TestKeys = TestKeys::new("wasm-test-key", "-9c2e71");
 
-/// gw1 with both keys, gw2 with a primary only, and `rot`, whose keys generation `g` of a
-/// rotation replaces (primary `rot{g}`, secondary `rot{g-1}`).
+/// gw1 with both keys, gw2 with a primary only, and `rot` at `generation` of a rotation.
 fn keystore(generation: usize) -> String {
-    serde_json::json!({
-        "gw1": { "primary": key("p1"), "secondary": key("s1") },
-        "gw2": { "primary": key("p2") },
-        "rot": {
-            "primary": key(&format!("rot{generation}")),
-            "secondary": key(&format!("rot{}", generation.wrapping_sub(1))),
-        },
-    })
-    .to_string()
+    KEYS.rotation_keystore(generation)
 }
 
 fn sign(id: &str, key_name: &str, format: Format, expiry: DateTime<Utc>) -> String {
-    Signer::new(id, &GatewayKey::new(key(key_name)).unwrap())
-        .unwrap()
-        .sign(expiry, format)
-        .unwrap()
-        .to_string()
-}
-
-fn in_a_day() -> DateTime<Utc> {
-    Utc::now() + TimeDelta::days(1) + TimeDelta::milliseconds(500)
+    KEYS.sign(id, key_name, format, expiry)
 }
 
 fn day_token(id: &str, key_name: &str) -> String {
@@ -125,47 +105,8 @@ fn day_token(id: &str, key_name: &str) -> String {
 }
 
 /// The library's verdicts with the keys and policy the filter is given.
-struct Verdicts {
-    verifier: Verifier,
-}
-
-impl Verdicts {
-    fn new() -> Verdicts {
-        Verdicts::with(Policy::default(), None)
-    }
-
-    fn with(policy: Policy, only: Option<KeyType>) -> Verdicts {
-        let store = Keystore::from_json(&keystore(0)).unwrap();
-        let mut verifier = Verifier::new(policy);
-        for (id, pair) in store.iter() {
-            for (key_type, key) in pair.keys() {
-                if only.is_none_or(|only| only == key_type) {
-                    verifier.insert(id, key_type, key).unwrap();
-                }
-            }
-        }
-        Verdicts { verifier }
-    }
-
-    /// The four `x-apim-*` headers of a valid token, as the library gives them.
-    fn identity(&self, token: &str) -> Vec<(String, String)> {
-        let verified = self
-            .verifier
-            .verify(token, Utc::now())
-            .unwrap_or_else(|e| panic!("{token}: {e}"));
-        GatewayIdentity::from(verified)
-            .headers()
-            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
-            .collect()
-    }
-
-    /// Why the library refuses a token header's value.
-    fn refusal(&self, token: &str) -> Error {
-        match self.verifier.verify(token, Utc::now()) {
-            Ok(_) => panic!("{token} is valid"),
-            Err(e) => e,
-        }
-    }
+fn verdicts() -> Verdicts {
+    Verdicts::new(&keystore(0))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -460,7 +401,7 @@ impl Stack {
             upstream,
             serve,
             proxy,
-            verdicts: Verdicts::new(),
+            verdicts: verdicts(),
             _ports: ports,
         }
     }
@@ -639,7 +580,7 @@ fn the_example_runs_in_envoy_as_it_stands() {
     // Nothing of a key in Envoy's log, nor in its configuration as the admin interface shows it.
     let (status, dump) = admin_get(stack.proxy.admin, "/config_dump");
     assert_eq!(status, 200);
-    for secret in [key("p1"), key("s1"), key("p2")] {
+    for secret in [KEYS.key("p1"), KEYS.key("s1"), KEYS.key("p2")] {
         assert!(!stack.proxy.log().contains(&secret));
         assert!(!dump.contains(&secret), "/config_dump shows a key");
     }
@@ -975,7 +916,7 @@ fn keys_from_the_inline_configuration_with_every_setting() {
     let policy = Policy::new()
         .with_leeway(TimeDelta::hours(1))
         .with_max_lifetime(None);
-    let verdicts = Verdicts::with(policy, Some(KeyType::Primary));
+    let verdicts = Verdicts::with(&keystore(0), policy, Some(KeyType::Primary));
     let now = Utc::now();
     let passing = [
         ("a primary key's", day_token("gw1", "p1")),
@@ -1011,7 +952,7 @@ fn keys_from_the_inline_configuration_with_every_setting() {
     // Keys written into the configuration are Envoy's configuration: its admin interface shows
     // them (examples/envoy-wasm.yaml reads them from the environment instead).
     let (_, dump) = admin_get(proxy.admin, "/config_dump");
-    assert!(dump.contains(&key("p1")), "{dump}");
+    assert!(dump.contains(&KEYS.key("p1")), "{dump}");
 }
 
 // ---------------------------------------------------------------------------------------------

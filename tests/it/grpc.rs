@@ -22,11 +22,12 @@ use apim_sas::ext_authz::pb::{
     HttpResponse,
 };
 use apim_sas::ext_authz::tonic;
-use apim_sas::{Format, GatewayKey, Signer};
+use apim_sas::{Format, GatewayKey};
 use serde_json::{json, Value};
 
 use crate::common::http::{authorized, request, Reply};
 use crate::common::serve::{Keys, Serve, ServeCommand};
+use crate::common::tokens::TestKeys;
 
 const NOW: &str = "2026-04-21T00:44:00Z";
 /// In every key these tests write; must never appear in a log line.
@@ -38,17 +39,15 @@ fn now() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+const KEYS: TestKeys = TestKeys::new(CANARY, "");
+
 fn key(name: &str) -> String {
-    format!("{CANARY}-{name}")
+    KEYS.key(name)
 }
 
 /// A token for gateway `id` signed with `key(key_name)`, expiring `ttl` after NOW.
 fn token(id: &str, key_name: &str, format: Format, ttl: TimeDelta) -> String {
-    Signer::new(id, &GatewayKey::new(key(key_name)).unwrap())
-        .unwrap()
-        .sign(now() + ttl, format)
-        .unwrap()
-        .to_string()
+    KEYS.sign(id, key_name, format, now() + ttl)
 }
 
 fn day_token(id: &str, key_name: &str) -> String {
@@ -57,15 +56,7 @@ fn day_token(id: &str, key_name: &str) -> String {
 
 /// `{"id": {"primary": key(p), "secondary": key(s)}, …}`.
 fn keystore(gateways: &[(&str, &str, Option<&str>)]) -> String {
-    let mut store = serde_json::Map::new();
-    for (id, p, s) in gateways {
-        let mut pair = json!({ "primary": key(p) });
-        if let Some(s) = s {
-            pair["secondary"] = json!(key(s));
-        }
-        store.insert((*id).to_owned(), pair);
-    }
-    Value::Object(store).to_string()
+    KEYS.keystore(gateways)
 }
 
 fn gw_keys() -> Keys {

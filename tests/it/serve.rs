@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
-use apim_sas::{Format, GatewayKey, Signer};
+use apim_sas::Format;
 
 use crate::common::http::{authorized, request, Conn, Reply};
 use crate::common::serve::{write_private, Keys, Serve, ServeCommand};
+use crate::common::tokens::TestKeys;
 use crate::common::wait_until;
 
 const NOW: &str = "2026-04-21T00:44:00Z";
@@ -28,37 +29,20 @@ fn now() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn key(name: &str) -> String {
-    format!("{CANARY}-{name}")
-}
+const KEYS: TestKeys = TestKeys::new(CANARY, "");
 
-/// A token for gateway `id` signed with `key(key_name)`, expiring `ttl` after NOW.
+/// A token for gateway `id` signed with `KEYS.key(key_name)`, expiring `ttl` after NOW.
 fn token(id: &str, key_name: &str, format: Format, ttl: TimeDelta) -> String {
-    Signer::new(id, &GatewayKey::new(key(key_name)).unwrap())
-        .unwrap()
-        .sign(now() + ttl, format)
-        .unwrap()
-        .to_string()
+    KEYS.sign(id, key_name, format, now() + ttl)
 }
 
 fn day_token(id: &str, key_name: &str) -> String {
     token(id, key_name, Format::Compact, TimeDelta::days(1))
 }
 
-/// `{"id": {"primary": key(p), "secondary": key(s)}, …}`.
+/// `{"id": {"primary": KEYS.key(p), "secondary": KEYS.key(s)}, …}`.
 fn keystore(gateways: &[(&str, &str, Option<&str>)]) -> String {
-    let entries: Vec<String> = gateways
-        .iter()
-        .map(|(id, p, s)| match s {
-            Some(s) => format!(
-                r#""{id}": {{"primary": "{}", "secondary": "{}"}}"#,
-                key(p),
-                key(s)
-            ),
-            None => format!(r#""{id}": {{"primary": "{}"}}"#, key(p)),
-        })
-        .collect();
-    format!("{{{}}}", entries.join(", "))
+    KEYS.keystore(gateways)
 }
 
 fn set_private(path: &Path) {

@@ -13,6 +13,8 @@ pub mod ports;
 pub mod process;
 #[cfg(feature = "cli")]
 pub mod serve;
+#[cfg(feature = "cli")]
+pub mod tokens;
 pub mod upstream;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
