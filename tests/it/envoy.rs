@@ -38,10 +38,10 @@ use crate::common::envoy::{h2_get, Envoy};
 use crate::common::http::{request, Conn, Reply};
 use crate::common::identity::{apim_headers, borrowed, spoofs_h1, spoofs_h2, IDENTITY};
 use crate::common::markdown;
-use crate::common::one_at_a_time;
 use crate::common::serve::{Keys, Serve, ServeCommand};
 use crate::common::tokens::{in_a_day, TestKeys, Verdicts};
 use crate::common::upstream::{echoed, Seen, Upstream};
+use crate::common::{one_at_a_time, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Keys and tokens
@@ -747,15 +747,11 @@ fn keys_rotate_under_load_with_no_failed_request(stack: &Stack) {
         if g % 2 == 0 {
             stack.serve.signal("HUP");
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while probe(&tokens[g]).as_deref() != Some("primary") {
-            assert!(
-                Instant::now() < deadline,
-                "generation {g} never loaded:\n{}",
-                stack.context()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(
+            Duration::from_secs(5),
+            || probe(&tokens[g]).as_deref() == Some("primary"),
+            || format!("generation {g} never loaded:\n{}", stack.context()),
+        );
         current.store(g, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(150));
     }

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use crate::common::http::{authorized, request, Reply};
 use crate::common::serve::{Keys, Serve, ServeCommand};
 use crate::common::tokens::TestKeys;
+use crate::common::wait_until;
 
 const NOW: &str = "2026-04-21T00:44:00Z";
 /// In every key these tests write; must never appear in a log line.
@@ -863,19 +864,16 @@ fn keys_rotated_under_grpc_load_never_fail_a_check() {
         if g % 2 == 0 {
             server.signal("HUP");
         }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while probe
-            .send(&authorized("/verify", &tokens[g]))
-            .header("x-apim-key-type")
-            != Some("primary")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "generation {g} never loaded:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_until(
+            Duration::from_secs(3),
+            || {
+                probe
+                    .send(&authorized("/verify", &tokens[g]))
+                    .header("x-apim-key-type")
+                    == Some("primary")
+            },
+            || format!("generation {g} never loaded:\n{}", server.log()),
+        );
         current.store(g, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -1228,19 +1228,16 @@ fn rotate_under_load(
             volume.swap(&generation(g));
             server.signal("HUP");
         }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while probe
-            .send(&authorized("/verify", &tokens[g]))
-            .header("x-apim-key-type")
-            != Some("primary")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "generation {g} never loaded:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_until(
+            Duration::from_secs(3),
+            || {
+                probe
+                    .send(&authorized("/verify", &tokens[g]))
+                    .header("x-apim-key-type")
+                    == Some("primary")
+            },
+            || format!("generation {g} never loaded:\n{}", server.log()),
+        );
         current.store(g, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(30));
     }
