@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
 use apim_sas::{Format, GatewayKey, Signer};
 
-use crate::common::http::{authorized, read_some, request, Conn, Reply};
+use crate::common::http::{authorized, request, Conn, Reply};
 use crate::common::serve::{write_private, write_with_mode, Serve, ServeCommand};
 use crate::common::{one_at_a_time, wait_until};
 
@@ -646,41 +646,20 @@ fn a_burst_of_connections_waits_in_the_backlog_and_is_answered() {
         // A dropped SYN is sent again after 1 s: a connection not made within half of that was
         // not queued.
         match TcpStream::connect_timeout(&server.addr, Duration::from_millis(500)) {
-            Ok(stream) => queued.push(stream),
+            Ok(stream) => queued.push(Conn::of(stream).unwrap()),
             Err(e) => panic!("connection {n} of a burst of {burst} to a stopped serve: {e}"),
         }
     }
     server.signal("CONT");
     let healthz = request("GET", "/healthz", &[]);
-    for stream in &mut queued {
-        stream.write_all(&healthz).unwrap();
+    for conn in &mut queued {
+        conn.stream.write_all(&healthz).unwrap();
     }
-    for (n, stream) in queued.iter_mut().enumerate() {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut answer = Vec::new();
-        let mut buf = [0u8; 512];
-        while !answer.ends_with(b"ok\n") {
-            match read_some(stream, &mut buf) {
-                Ok(0) => panic!(
-                    "connection {} closed: {:?}",
-                    n + 1,
-                    String::from_utf8_lossy(&answer)
-                ),
-                Ok(read) => answer.extend_from_slice(&buf[..read]),
-                Err(e) => panic!(
-                    "connection {}: {e} after {:?}",
-                    n + 1,
-                    String::from_utf8_lossy(&answer)
-                ),
-            }
-        }
-        assert!(
-            answer.starts_with(b"HTTP/1.1 200 OK\r\n"),
-            "{}",
-            String::from_utf8_lossy(&answer)
-        );
+    for (n, conn) in queued.iter_mut().enumerate() {
+        let reply = conn
+            .read_reply()
+            .unwrap_or_else(|e| panic!("connection {}: {e}", n + 1));
+        assert_eq!((reply.status, reply.text()), (200, "ok\n"), "{reply:?}");
     }
     assert_eq!(count_log(&server, "accept failed"), 0, "{}", server.log());
 }

@@ -53,7 +53,11 @@ impl Conn {
     }
 
     pub fn try_open(addr: SocketAddr) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(addr)?;
+        Conn::of(TcpStream::connect(addr)?)
+    }
+
+    /// A connection made otherwise (`TcpStream::connect_timeout`, say).
+    pub fn of(stream: TcpStream) -> std::io::Result<Conn> {
         stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         stream.set_nodelay(true)?;
         Ok(Conn {
@@ -145,7 +149,7 @@ impl Conn {
 /// `read`, again when a signal interrupted it. A socket with a read timeout (these all have one)
 /// gets `EINTR` even when the signal's handler asked for `SA_RESTART` (signal(7)), seen in CI as
 /// a request failing with "Interrupted system call" while other tests ran beside it.
-pub fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
         match stream.read(buf) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
