@@ -789,23 +789,14 @@ fn names_the_filter(url: &str) -> bool {
     url.contains("apim-sas") || url.contains("apim_sas")
 }
 
-/// Whether some container named `container` in the `kind` documents of `namespace` (a
-/// `Deployment`'s pod template, or an `EnvoyProxy`'s Envoy container, as `containers` finds them)
-/// takes `variable` from a Secret (`valueFrom.secretKeyRef`), never as a literal `value`.
-fn variable_from_a_secret(
-    documents: &[&Document],
-    containers: &dyn Fn(&Value) -> Vec<Value>,
-    variable: &str,
-) -> bool {
-    documents.iter().any(|d| {
-        containers(&d.value).iter().any(|container| {
-            container["env"].as_sequence().is_some_and(|env| {
-                env.iter().any(|e| {
-                    str_at(e, &["name"]) == Some(variable)
-                        && e.get("value").is_none()
-                        && str_at(e, &["valueFrom", "secretKeyRef", "key"]).is_some()
-                })
-            })
+/// Whether `container` takes `variable` from a Secret (`valueFrom.secretKeyRef`), never as a
+/// literal `value`.
+fn variable_from_a_secret(container: &Value, variable: &str) -> bool {
+    container["env"].as_sequence().is_some_and(|env| {
+        env.iter().any(|e| {
+            str_at(e, &["name"]) == Some(variable)
+                && e.get("value").is_none()
+                && str_at(e, &["valueFrom", "secretKeyRef", "key"]).is_some()
         })
     })
 }
@@ -863,7 +854,7 @@ fn wasm_platform_problems(documents: &[Document]) -> (Vec<String>, usize, usize)
         }
         let namespace = str_at(&plugin.value, &["metadata", "namespace"]);
         let selector = &spec["selector"]["matchLabels"];
-        let workloads: Vec<&Document> = deployments
+        let sidecar_has_it = deployments
             .iter()
             .filter(|d| {
                 str_at(&d.value, &["metadata", "namespace"]) == namespace
@@ -873,18 +864,15 @@ fn wasm_platform_problems(documents: &[Document]) -> (Vec<String>, usize, usize)
                         })
                     })
             })
-            .copied()
-            .collect();
-        let sidecar = |deployment: &Value| -> Vec<Value> {
-            deployment["spec"]["template"]["spec"]["containers"]
-                .as_sequence()
-                .into_iter()
-                .flatten()
-                .filter(|c| str_at(c, &["name"]) == Some("istio-proxy"))
-                .cloned()
-                .collect()
-        };
-        if !variable_from_a_secret(&workloads, &sidecar, &variable) {
+            .flat_map(|d| {
+                d.value["spec"]["template"]["spec"]["containers"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+            })
+            .filter(|c| str_at(c, &["name"]) == Some("istio-proxy"))
+            .any(|c| variable_from_a_secret(c, &variable));
+        if !sidecar_has_it {
             problems.push(format!(
                 "{at}: no selected workload's istio-proxy container takes {variable} from a Secret"
             ));
@@ -915,12 +903,12 @@ fn wasm_platform_problems(documents: &[Document]) -> (Vec<String>, usize, usize)
             if !names(wasm["env"].get("hostKeys")).contains(variable.as_str()) {
                 problems.push(format!("{at}: {variable} is not in env.hostKeys"));
             }
-            let envoy = |proxy: &Value| -> Vec<Value> {
+            let envoy_has_it = proxies.iter().any(|p| {
                 let container =
-                    &proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"];
-                vec![container.clone()]
-            };
-            if !variable_from_a_secret(&proxies, &envoy, &variable) {
+                    &p.value["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"];
+                variable_from_a_secret(container, &variable)
+            });
+            if !envoy_has_it {
                 problems.push(format!(
                     "{at}: no EnvoyProxy gives the Envoy container {variable} from a Secret"
                 ));
