@@ -14,10 +14,11 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apim_sas::chrono::{DateTime, TimeDelta, Utc};
-use apim_sas::{Format, GatewayKey, Signer};
+use apim_sas::Format;
 
 use crate::common::http::{authorized, request, Conn, Reply};
 use crate::common::serve::{write_private, write_with_mode, Serve, ServeCommand};
+use crate::common::tokens::TestKeys;
 use crate::common::{one_at_a_time, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_apim-sas");
@@ -25,25 +26,19 @@ const NOW: &str = "2026-04-21T00:44:00Z";
 /// In every key these tests write; must never appear in a log line.
 const CANARY: &str = "CANARY-hostile-7c2a-never-log-me";
 
-fn key(name: &str) -> String {
-    format!("{CANARY}-{name}")
-}
+const KEYS: TestKeys = TestKeys::new(CANARY, "");
 
-/// A token for gateway `id` signed with `key(key_name)`, valid for a day after NOW.
+/// A token for gateway `id` signed with `KEYS.key(key_name)`, valid for a day after NOW.
 fn day_token(id: &str, key_name: &str) -> String {
     let now = DateTime::parse_from_rfc3339(NOW)
         .unwrap()
         .with_timezone(&Utc);
-    Signer::new(id, &GatewayKey::new(key(key_name)).unwrap())
-        .unwrap()
-        .sign(now + TimeDelta::days(1), Format::Compact)
-        .unwrap()
-        .to_string()
+    KEYS.sign(id, key_name, Format::Compact, now + TimeDelta::days(1))
 }
 
-/// `{"gw1": {"primary": key(primary)}}`.
+/// `{"gw1": {"primary": KEYS.key(primary)}}`.
 fn keystore(primary: &str) -> String {
-    format!(r#"{{"gw1": {{"primary": "{}"}}}}"#, key(primary))
+    KEYS.keystore(&[("gw1", primary, None)])
 }
 
 /// Makes a FIFO at `path` with `mkfifo` (build.rs found it; the test fails if it fails).
